@@ -1,0 +1,12 @@
+// memlens: everything but memlens/track_new.hpp (which replaces the global operator new and so
+// belongs in exactly one .cpp file of a program).
+#pragma once
+
+#include "memlens/errors.hpp"
+#include "memlens/format.hpp"
+#include "memlens/fwd.hpp"
+#include "memlens/object.hpp"
+#include "memlens/sys.hpp"
+#include "memlens/threads.hpp"
+#include "memlens/visit.hpp"
+#include "memlens/weakref.hpp"

@@ -1,0 +1,150 @@
+// memlens: objects with identity and reference counts (CPython's PyObject, `is`, `id()`).
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+
+#include "memlens/detail/core.hpp"
+#include "memlens/visit.hpp"
+
+namespace memlens {
+
+namespace detail {
+
+/// The object that holds a value made by make<T> for a T not derived from Object.
+template <class T>
+class Box final : public BoxBase {
+ public:
+  template <class... Args>
+  explicit Box(std::in_place_t, Args&&... args) : value(make_value(std::forward<Args>(args)...)) {}
+
+  const std::type_info& value_type() const noexcept override { return typeid(T); }
+  void traverse(Visitor& visit) override { memlens::traverse(visit, value); }
+
+  T value;
+
+ private:
+  // Parentheses when T has such a constructor, braces for aggregates (make<Point>(1, 2)).
+  template <class... Args>
+  static T make_value(Args&&... args) {
+    if constexpr (std::is_constructible_v<T, Args&&...>) {
+      return T(std::forward<Args>(args)...);
+    } else {
+      return T{std::forward<Args>(args)...};
+    }
+  }
+};
+
+/// Whether objects of type S (an Object type or a Box) are tracked by the cycle collector:
+/// those whose traverse can report a reference. A type that does not override traverse has
+/// `&S::traverse` of type `void (Object::*)(Visitor&)`.
+template <class S>
+inline constexpr bool is_tracked_type =
+    !std::is_same_v<decltype(&S::traverse), void (Object::*)(Visitor&)>;
+template <class T>
+inline constexpr bool is_tracked_type<Box<T>> = may_hold_refs<T>;
+
+template <class S>
+inline constexpr bool has_finalizer = !std::is_same_v<decltype(&S::finalize), void (Object::*)()>;
+template <class T>
+inline constexpr bool has_finalizer<Box<T>> = false;
+
+inline constexpr std::uint32_t log2_of(std::size_t n) {
+  std::uint32_t r = 0;
+  while ((std::size_t{1} << r) < n) ++r;
+  return r;
+}
+
+}  // namespace detail
+
+/**
+ * Creates an object and returns the only reference to it, like calling a Python class.
+ *
+ * T may derive from Object, or be any value type, which is stored in a box:
+ * ```cpp
+ * auto node = memlens::make<Node>();                  // Ref<Node>
+ * auto list = memlens::make<std::vector<int>>(3, 7);  // Ref<std::vector<int>>, *list == {7, 7, 7}
+ * ```
+ * Objects whose type overrides `traverse` (or boxes whose value may hold Refs) are tracked by
+ * the cycle collector, as CPython tracks containers.
+ */
+template <class T, class... Args>
+Ref<T> make(Args&&... args) {
+  static_assert(!std::is_reference_v<T> && !std::is_array_v<T> && !std::is_volatile_v<T>,
+                "memlens::make<T>: T must be an object or value type");
+  using S = std::remove_const_t<detail::stored_t<T>>;
+  static_assert(!std::is_abstract_v<S>, "memlens::make<T>: T is abstract");
+  constexpr bool tracked = detail::is_tracked_type<S>;
+  constexpr std::size_t align = alignof(S);
+  constexpr std::size_t prefix =
+      tracked ? (align > sizeof(detail::GcHead) ? align : sizeof(detail::GcHead)) : 0;
+
+  void* memory = detail::allocate(prefix + sizeof(S), align);
+  S* object;
+  try {
+    if constexpr (detail::is_object_type<T>) {
+      object = ::new (static_cast<char*>(memory) + prefix) S(std::forward<Args>(args)...);
+    } else {
+      object = ::new (static_cast<char*>(memory) + prefix) S(std::in_place, std::forward<Args>(args)...);
+    }
+  } catch (...) {
+    detail::deallocate(memory, align);
+    throw;
+  }
+  const Object* base = object;
+  const auto offset = static_cast<std::uint32_t>(reinterpret_cast<const char*>(base) -
+                                                 reinterpret_cast<const char*>(object));
+  MEMLENS_ASSERT(offset <= detail::flag::max_offset, "Object base too far inside the type");
+  std::uint32_t& flags = detail::Access::flags(base);
+  flags |= detail::flag::heap | (detail::log2_of(align) << detail::flag::align_shift) |
+           (offset << detail::flag::offset_shift);
+  if constexpr (detail::has_finalizer<S>) flags |= detail::flag::has_finalizer;
+  if constexpr (tracked) {
+    flags |= detail::flag::tracked;
+    detail::gc_link(const_cast<Object*>(base), 0);
+    ++detail::gc_state.counts[0];
+  }
+  return Ref<T>(detail::adopt, const_cast<Object*>(base));
+}
+
+/// Python's `a is b`: whether two references name the same object (null is null).
+template <class A, class B>
+bool is(const Ref<A>& a, const Ref<B>& b) noexcept {
+  return a.object() == b.object();
+}
+
+/// Python's `id(x)`: the object's address as an integer, 0 for a null Ref. Unique among live
+/// objects; a freed object's id may be reused.
+template <class T>
+std::uintptr_t id(const Ref<T>& r) noexcept {
+  return reinterpret_cast<std::uintptr_t>(r.object());
+}
+
+/// Converts a Ref to a Ref of a related type without a check, as static_cast.
+template <class T, class U>
+Ref<T> static_ref_cast(Ref<U> r) noexcept {
+  return Ref<T>(detail::adopt, r.release());
+}
+
+/// Converts a Ref to a Ref of a related type, or null if the object is not a T.
+template <class T, class U>
+Ref<T> dynamic_ref_cast(const Ref<U>& r) noexcept {
+  if (!r || !dynamic_cast<const detail::stored_t<T>*>(r.object())) return {};
+  return Ref<T>(detail::adopt, (detail::incref(r.object()), const_cast<Object*>(r.object())));
+}
+
+/// The name of the object's type, as reports show it (the value's type for a boxed value).
+template <class T>
+std::string type_name(const Ref<T>& r) {
+  return r ? detail::type_name(*r.object()) : std::string("NoneType");
+}
+
+/// Python's repr for objects without one: `<Type object at 0x...>`, or `None`.
+template <class T>
+std::string repr(const Ref<T>& r) {
+  return detail::repr(r.object());
+}
+
+}  // namespace memlens

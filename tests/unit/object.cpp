@@ -1,0 +1,335 @@
+// Tests of memlens/object.hpp: Ref semantics, make, identity, the object header.
+#include <memlens/object.hpp>
+
+#include <cstdint>
+#include <map>
+#include <new>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "memlens_test.hpp"
+
+namespace test_object {
+
+using memlens::make;
+using memlens::Ref;
+
+inline std::size_t count(const memlens::Object* o) { return memlens::detail::Access::refcnt(o); }
+template <class T>
+std::size_t count(const Ref<T>& r) {
+  return count(r.object());
+}
+
+/// Counts live instances, to prove destruction happens exactly when the count reaches zero.
+struct Counted : memlens::Object {
+  static inline int alive = 0;
+  int value;
+  explicit Counted(int v = 0) : value(v) { ++alive; }
+  Counted(const Counted& other) : memlens::Object(other), value(other.value) { ++alive; }
+  Counted& operator=(const Counted&) = default;
+  ~Counted() override { --alive; }
+  bool operator==(const Counted& other) const { return value == other.value; }
+};
+
+struct Node : memlens::Object {
+  Ref<Node> next;
+  int payload = 0;
+  void traverse(memlens::Visitor& visit) override { visit(next); }
+};
+
+struct Base : memlens::Object {
+  virtual int kind() const { return 1; }
+};
+struct Derived : Base {
+  int kind() const override { return 2; }
+};
+
+struct Unrelated {
+  virtual ~Unrelated() = default;
+  std::int64_t padding = 7;
+};
+/// Object is not the first base: its header sits at a non-zero offset in the allocation.
+struct SecondBase : Unrelated, memlens::Object {
+  static inline int alive = 0;
+  Ref<Node> ref;
+  SecondBase() { ++alive; }
+  ~SecondBase() override { --alive; }
+  void traverse(memlens::Visitor& visit) override { visit(ref); }
+};
+
+struct alignas(64) OverAligned : memlens::Object {
+  Ref<Node> ref;
+  double data[4] = {};
+  void traverse(memlens::Visitor& visit) override { visit(ref); }
+};
+
+/// Stores a Ref to itself in its constructor, as a registry entry would.
+struct SelfRegistering : memlens::Object {
+  static inline std::vector<Ref<SelfRegistering>> registry;
+  SelfRegistering() { registry.emplace_back(this); }
+};
+
+struct Throwing : memlens::Object {
+  explicit Throwing(bool fail) {
+    if (fail) throw std::runtime_error("constructor failed");
+  }
+};
+
+struct Point {
+  int x, y;
+  bool operator==(const Point&) const = default;
+};
+
+}  // namespace test_object
+
+using namespace test_object;
+
+TEST_CASE("make returns the only reference and the object dies with it", "[object]") {
+  REQUIRE(Counted::alive == 0);
+  {
+    auto a = make<Counted>(5);
+    CHECK(count(a) == 1);
+    CHECK(a->value == 5);
+    CHECK(Counted::alive == 1);
+  }
+  CHECK(Counted::alive == 0);
+}
+
+TEST_CASE("copies add references, destruction and reset drop them", "[object]") {
+  auto a = make<Counted>(1);
+  {
+    Ref<Counted> b = a;
+    CHECK(count(a) == 2);
+    Ref<Counted> c;
+    c = b;
+    CHECK(count(a) == 3);
+    c.reset();
+    CHECK_FALSE(c);
+    CHECK(count(a) == 2);
+    b = nullptr;
+    CHECK(count(a) == 1);
+  }
+  Ref<Counted> moved = std::move(a);
+  CHECK_FALSE(a);  // NOLINT(bugprone-use-after-move): a moved-from Ref is null, by contract
+  CHECK(count(moved) == 1);
+  Ref<Counted>& alias = moved;
+  moved = alias;  // self-assignment keeps the object
+  CHECK(count(moved) == 1);
+  CHECK(Counted::alive == 1);
+  moved.reset();
+  CHECK(Counted::alive == 0);
+}
+
+TEST_CASE("== is identity, *a == *b is equality", "[object]") {
+  auto a = make<Counted>(3);
+  auto b = make<Counted>(3);
+  auto c = a;
+  CHECK(*a == *b);
+  CHECK(a != b);
+  CHECK_FALSE(memlens::is(a, b));
+  CHECK(a == c);
+  CHECK(memlens::is(a, c));
+  CHECK(memlens::id(a) == memlens::id(c));
+  CHECK(memlens::id(a) != memlens::id(b));
+  CHECK(memlens::id(Ref<Counted>()) == 0);
+  CHECK(Ref<Counted>() == nullptr);
+}
+
+TEST_CASE("a copy of an object is a new object with its own header", "[object]") {
+  auto a = make<Counted>(9);
+  auto extra = a;
+  auto b = make<Counted>(*a);
+  CHECK(count(b) == 1);
+  CHECK(count(a) == 2);
+  CHECK(*a == *b);
+  CHECK_FALSE(memlens::is(a, b));
+  *b = Counted(4);  // assignment copies the value, never the header
+  CHECK(count(b) == 1);
+  CHECK(b->value == 4);
+}
+
+TEST_CASE("Ref<Derived> converts to Ref<Base> and Ref<Object> keeping identity", "[object]") {
+  auto d = make<Derived>();
+  Ref<Base> b = d;
+  Ref<memlens::Object> o = b;
+  Ref<const Base> cb = b;
+  CHECK(b->kind() == 2);
+  CHECK(memlens::is(d, o));
+  CHECK(memlens::is(cb, d));
+  CHECK(memlens::id(o) == memlens::id(d));
+  CHECK(count(d) == 4);
+  auto back = memlens::dynamic_ref_cast<Derived>(o);
+  REQUIRE(back);
+  CHECK(memlens::is(back, d));
+  CHECK_FALSE(memlens::dynamic_ref_cast<Node>(o));
+  auto down = memlens::static_ref_cast<Derived>(std::move(b));
+  CHECK_FALSE(b);  // NOLINT(bugprone-use-after-move)
+  CHECK(count(d) == 5);
+}
+
+TEST_CASE("Ref(this) adds a reference, also inside the constructor", "[object]") {
+  auto a = make<Counted>(1);
+  Ref<Counted> again(a.get());
+  CHECK(count(a) == 2);
+  CHECK(memlens::is(a, again));
+
+  SelfRegistering::registry.clear();
+  {
+    auto s = make<SelfRegistering>();
+    CHECK(count(s) == 2);
+    CHECK(memlens::is(s, SelfRegistering::registry.at(0)));
+  }
+  CHECK(count(SelfRegistering::registry.at(0)) == 1);  // the registry keeps it alive
+  SelfRegistering::registry.clear();
+}
+
+TEST_CASE("an object not made by make is never freed through Refs", "[object]") {
+  Counted on_stack(2);
+  {
+    Ref<Counted> r(&on_stack);
+    CHECK(count(r) == 2);
+  }
+  CHECK(count(&on_stack) == 1);
+  CHECK(on_stack.value == 2);
+}
+
+TEST_CASE("make frees its memory when the constructor throws", "[object]") {
+  CHECK_THROWS_AS(make<Throwing>(true), std::runtime_error);
+  CHECK(make<Throwing>(false));
+}
+
+TEST_CASE("make boxes value types; Ref<T> then behaves as a T*", "[object]") {
+  auto v = make<std::vector<int>>(3, 7);
+  CHECK(*v == std::vector<int>{7, 7, 7});
+  v->push_back(1);
+  CHECK(v->size() == 4);
+  auto p = make<Point>(1, 2);  // aggregate: brace-initialized
+  CHECK(*p == Point{1, 2});
+  auto s = make<const std::string>("abc");
+  static_assert(std::is_same_v<decltype(s.get()), const std::string*>);
+  CHECK(*s == "abc");
+  Ref<const std::vector<int>> cv = v;
+  Ref<memlens::Object> as_object = v;
+  CHECK(memlens::is(cv, v));
+  CHECK(count(v) == 3);
+  CHECK(memlens::dynamic_ref_cast<std::vector<int>>(as_object) == v);
+  CHECK_FALSE(memlens::dynamic_ref_cast<std::string>(as_object));
+  CHECK(memlens::type_name(as_object) == memlens::type_name(v));
+  CHECK(memlens::type_name(v).find("vector<int") != std::string::npos);
+}
+
+TEST_CASE("repr is Python's <Type object at 0x...>", "[object]") {
+  auto n = make<Node>();
+  const std::string text = memlens::repr(n);
+  CHECK(text.rfind("<test_object::Node object at 0x", 0) == 0);
+  CHECK(text.back() == '>');
+  CHECK(memlens::repr(Ref<Node>()) == "None");
+  CHECK(memlens::type_name(Ref<Node>()) == "NoneType");
+}
+
+TEST_CASE("Refs hash and order by identity", "[object]") {
+  auto a = make<Counted>(1);
+  auto b = make<Counted>(1);
+  std::unordered_set<Ref<Counted>> set{a, b, a};
+  CHECK(set.size() == 2);
+  std::set<Ref<Counted>> ordered{a, b, a};
+  CHECK(ordered.size() == 2);
+  std::map<Ref<Counted>, int> by_object;
+  by_object[a] = 1;
+  CHECK(by_object.count(b) == 0);
+  CHECK(std::hash<Ref<Counted>>{}(a) == std::hash<Ref<memlens::Object>>{}(Ref<memlens::Object>(a)));
+}
+
+TEST_CASE("the object header: 16 bytes, 16 more when tracked", "[object]") {
+  STATIC_REQUIRE(sizeof(memlens::Object) == 16);
+  STATIC_REQUIRE(sizeof(memlens::detail::GcHead) == 16);
+  STATIC_REQUIRE(sizeof(Ref<Node>) == sizeof(void*));
+  STATIC_REQUIRE(memlens::detail::is_tracked_type<Node>);
+  STATIC_REQUIRE_FALSE(memlens::detail::is_tracked_type<Counted>);
+  STATIC_REQUIRE(memlens::detail::is_tracked_type<memlens::detail::Box<std::vector<Ref<Node>>>>);
+  STATIC_REQUIRE_FALSE(memlens::detail::is_tracked_type<memlens::detail::Box<std::vector<int>>>);
+
+  auto untracked = make<Counted>();
+  auto tracked = make<Node>();
+  using memlens::detail::Access;
+  using namespace memlens::detail::flag;
+  CHECK_FALSE(Access::flags(untracked.object()) & memlens::detail::flag::tracked);
+  CHECK(Access::flags(tracked.object()) & memlens::detail::flag::tracked);
+  CHECK(memlens::detail::prefix_size(Access::flags(tracked.object())) == 16);
+  CHECK(memlens::detail::prefix_size(Access::flags(untracked.object())) == 0);
+}
+
+TEST_CASE("tracked objects join generation 0 and leave it when they die", "[object]") {
+  auto& gen0 = memlens::detail::gc_state.generations[0];
+  auto on_list = [&](const memlens::Object* o) {
+    for (auto* p = gen0; p; p = memlens::detail::gc_head(p)->next)
+      if (p == o) return true;
+    return false;
+  };
+  auto a = make<Node>();
+  auto b = make<Node>();
+  auto big = make<OverAligned>();
+  auto second = make<SecondBase>();
+  CHECK(on_list(a.object()));
+  CHECK(on_list(big.object()));
+  CHECK(on_list(second.object()));
+  const memlens::Object* middle = b.object();
+  b.reset();
+  CHECK_FALSE(on_list(middle));
+  CHECK(on_list(a.object()));
+  CHECK(on_list(second.object()));
+}
+
+TEST_CASE("over-aligned and multiply-inherited objects are laid out and freed correctly",
+          "[object]") {
+  auto big = make<OverAligned>();
+  CHECK(reinterpret_cast<std::uintptr_t>(big.get()) % 64 == 0);
+  big->data[3] = 1.5;
+  big->ref = make<Node>();
+  REQUIRE(SecondBase::alive == 0);
+  {
+    auto s = make<SecondBase>();
+    CHECK(static_cast<const void*>(s.object()) != static_cast<const void*>(s.get()));
+    CHECK(s->padding == 7);
+    Ref<memlens::Object> o = s;
+    CHECK(memlens::dynamic_ref_cast<SecondBase>(o).get() == s.get());
+    s->ref = make<Node>();
+    CHECK(SecondBase::alive == 1);
+  }
+  CHECK(SecondBase::alive == 0);  // ASan checks the right block was freed
+}
+
+TEST_CASE("dropping a 1,000,000-node chain does not overflow the stack", "[object]") {
+  auto head = make<Node>();
+  Node* tail = head.get();
+  for (int i = 0; i < 1'000'000; ++i) {
+    tail->next = make<Node>();
+    tail = tail->next.get();
+  }
+  tail->payload = 42;
+  head.reset();  // one release that frees a million objects
+  SUCCEED("no stack overflow");
+}
+
+TEST_CASE("destruction order stays deterministic: everything is freed before reset returns",
+          "[object]") {
+  struct Link : memlens::Object {
+    Ref<Link> next;
+    int* alive;
+    explicit Link(int* a) : alive(a) { ++*alive; }
+    ~Link() override { --*alive; }
+  };
+  int alive = 0;
+  auto head = make<Link>(&alive);
+  Link* tail = head.get();
+  for (int i = 0; i < 10'000; ++i) {
+    tail->next = make<Link>(&alive);
+    tail = tail->next.get();
+  }
+  CHECK(alive == 10'001);
+  head.reset();
+  CHECK(alive == 0);
+}
