@@ -1,0 +1,43 @@
+# One consumer test, run by ctest as `cmake -D... -P run_consumer.cmake`. MODE picks which:
+#   install           fresh configure of memlens (library only), `cmake --install` into PREFIX
+#   add_subdirectory  add_subdirectory/ builds memlens as its subproject
+#   find_package      find_package/ finds the memlens installed in PREFIX
+#   pkg-config        main.cpp compiled by hand with `pkg-config --cflags --libs memlens`
+# Every mode but install then runs the consumer, which exits 0 only if memlens works.
+macro(run)
+  execute_process(COMMAND ${ARGV} COMMAND_ECHO STDOUT COMMAND_ERROR_IS_FATAL ANY)
+endmacro()
+
+set(build ${WORK_DIR}/${MODE})
+# Always from scratch: a cache left by an earlier run could hide a broken package.
+file(REMOVE_RECURSE ${build})
+set(configure ${CMAKE_COMMAND} -G ${GENERATOR}
+  -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_CXX_COMPILER_LAUNCHER=${LAUNCHER})
+
+if(MODE STREQUAL "install")
+  file(REMOVE_RECURSE ${PREFIX})
+  run(${configure} -S ${MEMLENS_SOURCE_DIR} -B ${build} -DCMAKE_INSTALL_PREFIX=${PREFIX}
+      -DMEMLENS_BUILD_TESTS=OFF -DMEMLENS_BUILD_EXAMPLES=OFF -DMEMLENS_BUILD_BENCHMARKS=OFF)
+  run(${CMAKE_COMMAND} --install ${build})
+  return()
+elseif(MODE STREQUAL "add_subdirectory")
+  run(${configure} -S ${CONSUMERS_DIR}/add_subdirectory -B ${build}
+      -DMEMLENS_SOURCE_DIR=${MEMLENS_SOURCE_DIR})
+  run(${CMAKE_COMMAND} --build ${build})
+elseif(MODE STREQUAL "find_package")
+  run(${configure} -S ${CONSUMERS_DIR}/find_package -B ${build} -DCMAKE_PREFIX_PATH=${PREFIX})
+  run(${CMAKE_COMMAND} --build ${build})
+elseif(MODE STREQUAL "pkg-config")
+  set(ENV{PKG_CONFIG_PATH} ${PREFIX}/share/pkgconfig)
+  foreach(kind IN ITEMS cflags libs)
+    execute_process(COMMAND ${PKG_CONFIG} --${kind} memlens OUTPUT_VARIABLE ${kind}
+                    OUTPUT_STRIP_TRAILING_WHITESPACE COMMAND_ERROR_IS_FATAL ANY)
+    separate_arguments(${kind} UNIX_COMMAND "${${kind}}")
+  endforeach()
+  file(MAKE_DIRECTORY ${build})
+  run(${LAUNCHER} ${CXX} ${cflags} ${CONSUMERS_DIR}/main.cpp -o ${build}/consumer ${libs})
+else()
+  message(FATAL_ERROR "run_consumer.cmake: unknown MODE '${MODE}'")
+endif()
+
+run(${build}/consumer)
