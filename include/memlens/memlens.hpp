@@ -5,6 +5,7 @@
 #include "memlens/errors.hpp"
 #include "memlens/format.hpp"
 #include "memlens/fwd.hpp"
+#include "memlens/gc.hpp"
 #include "memlens/object.hpp"
 #include "memlens/sys.hpp"
 #include "memlens/threads.hpp"

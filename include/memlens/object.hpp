@@ -6,6 +6,7 @@
 #include <typeinfo>
 #include <utility>
 
+#include "memlens/detail/collector.hpp"
 #include "memlens/detail/core.hpp"
 #include "memlens/visit.hpp"
 
@@ -81,6 +82,7 @@ Ref<T> make(Args&&... args) {
   constexpr std::size_t prefix =
       tracked ? (align > sizeof(detail::GcHead) ? align : sizeof(detail::GcHead)) : 0;
 
+  if constexpr (tracked) detail::gc_on_allocation();  // may collect, as CPython's allocator does
   void* memory = detail::allocate(prefix + sizeof(S), align);
   S* object;
   try {
@@ -91,6 +93,7 @@ Ref<T> make(Args&&... args) {
     }
   } catch (...) {
     detail::deallocate(memory, align);
+    if (tracked && detail::gc_state().counts[0] > 0) --detail::gc_state().counts[0];
     throw;
   }
   const Object* base = object;
@@ -103,8 +106,7 @@ Ref<T> make(Args&&... args) {
   if constexpr (detail::has_finalizer<S>) flags |= detail::flag::has_finalizer;
   if constexpr (tracked) {
     flags |= detail::flag::tracked;
-    detail::gc_link(const_cast<Object*>(base), 0);
-    ++detail::gc_state.counts[0];
+    detail::gc_list_append(const_cast<Object*>(base), detail::gc_state().generations[0]);
   }
   return Ref<T>(detail::adopt, const_cast<Object*>(base));
 }

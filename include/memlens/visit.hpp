@@ -81,6 +81,11 @@ class Visitor {
   /// Called once for each non-null strong reference.
   virtual void visit_edge(const Edge& edge) = 0;
 
+  /// Called for each Weak handle a type lists in its traverse. Listing them is optional; it
+  /// tells the collector that the handle dies with its owner, so that its callback does not
+  /// run when both are garbage (as CPython does for weakref objects in a garbage cycle).
+  virtual void visit_weak(detail::WeakLink& link) { static_cast<void>(link); }
+
  private:
   template <class T>
   void visit_member(T& member);
@@ -108,6 +113,14 @@ void for_each_edge(Object& object, F&& f) {
 }
 
 namespace detail {
+
+template <class T>
+struct is_weak : std::false_type {};
+template <class T>
+struct is_weak<Weak<T>> : std::true_type {};
+/// The list node inside a Weak handle (defined with Weak, in weakref.hpp).
+template <class T>
+WeakLink& weak_link_of(Weak<T>& weak) noexcept;
 
 template <class T>
 struct is_named : std::false_type {};
@@ -152,7 +165,8 @@ inline constexpr bool may_hold_refs = may_hold_refs_impl<std::remove_cv_t<T>>::v
 
 template <class T>
 struct may_hold_refs_impl
-    : std::bool_constant<is_ref<T>::value || has_member_traverse<T> || has_adl_traverse<T>> {};
+    : std::bool_constant<is_ref<T>::value || is_weak<T>::value || has_member_traverse<T> ||
+                         has_adl_traverse<T>> {};
 template <class T>
 struct may_hold_refs_impl<Named<T>> : std::bool_constant<may_hold_refs<T>> {};
 template <class T>
@@ -201,6 +215,8 @@ void traverse(Visitor& visit, T& member) {
       visit.visit_edge(Edge(*object, visit.name_, &member,
                             &detail::take_ref<typename U::element_type>));
     }
+  } else if constexpr (detail::is_weak<U>::value) {
+    visit.visit_weak(detail::weak_link_of(const_cast<U&>(member)));
   } else if constexpr (detail::is_named<U>::value) {
     const std::string_view outer = std::exchange(visit.name_, member.name);
     traverse(visit, member.member);

@@ -133,7 +133,16 @@ class Weak : private detail::WeakLink {
 
   template <class U>
   friend class Weak;
+  template <class U>
+  friend detail::WeakLink& detail::weak_link_of(Weak<U>& weak) noexcept;
 };
+
+namespace detail {
+template <class T>
+WeakLink& weak_link_of(Weak<T>& weak) noexcept {
+  return weak;
+}
+}  // namespace detail
 
 namespace weakref {
 

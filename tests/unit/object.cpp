@@ -263,9 +263,9 @@ TEST_CASE("the object header: 16 bytes, 16 more when tracked", "[object]") {
 }
 
 TEST_CASE("tracked objects join generation 0 and leave it when they die", "[object]") {
-  auto& gen0 = memlens::detail::gc_state.generations[0];
+  const auto& gen0 = memlens::detail::gc_state().generations[0];
   auto on_list = [&](const memlens::Object* o) {
-    for (auto* p = gen0; p; p = memlens::detail::gc_head(p)->next)
+    for (const memlens::Object* p = gen0.first(); p != gen0.end(); p = memlens::detail::gc_head(p)->next)
       if (p == o) return true;
     return false;
   };

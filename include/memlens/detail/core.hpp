@@ -40,19 +40,21 @@ class Box;
 /// a head back to its object.
 struct GcHead {
   Object* next;
-  Object* prev;
+  union {
+    Object* prev;
+    std::uintptr_t refs;  // during a collection: the count not explained by the collected set
+  };
 };
 
 /// Bits of Object::flags_. The layout is fixed by `make` after construction.
 namespace flag {
 inline constexpr std::uint32_t heap = 1u << 0;           // made by make(): owned by its count
-inline constexpr std::uint32_t tracked = 1u << 1;        // has a GcHead, is in a generation list
+inline constexpr std::uint32_t tracked = 1u << 1;        // has a GcHead, is in a collector list
 inline constexpr std::uint32_t has_weakrefs = 1u << 2;   // has an entry in the weak registry
 inline constexpr std::uint32_t finalized = 1u << 3;      // finalize() already ran (PEP 442)
 inline constexpr std::uint32_t has_finalizer = 1u << 4;  // the type overrides finalize()
-inline constexpr int generation_shift = 5;               // 2 bits: 0..2, 3 = permanent (frozen)
-inline constexpr std::uint32_t generation_mask = 3u << generation_shift;
-inline constexpr std::uint32_t collector_mask = 7u << 7;  // bits 7..9: free for the collector
+inline constexpr std::uint32_t collecting = 1u << 5;     // in the set a collection examines
+inline constexpr std::uint32_t reachable = 1u << 6;      // found reachable by that collection
 inline constexpr int align_shift = 10;                    // 5 bits: log2(alignof(most derived))
 inline constexpr std::uint32_t align_mask = 31u << align_shift;
 inline constexpr int offset_shift = 15;  // 17 bits: offset of the Object base in the allocation
@@ -147,40 +149,88 @@ inline GcHead* gc_head(const Object* o) noexcept {
   return reinterpret_cast<GcHead*>(start - sizeof(GcHead));
 }
 
-/// The collector's lists. Constant-initialized, so touching it costs no guard.
+/// The head of a circular list of tracked objects: a GcHead followed by an Object, laid out as a
+/// tracked object whose Object base is at offset 0, so list code needs no special case for it.
+struct GcList {
+  GcHead head;
+  Object anchor;
+  constexpr GcList() noexcept : head{&anchor, &anchor} {}
+  GcList(const GcList&) = delete;
+  GcList& operator=(const GcList&) = delete;
+
+  Object* first() const noexcept { return head.next; }
+  const Object* end() const noexcept { return &anchor; }
+  bool empty() const noexcept { return head.next == &anchor; }
+};
+static_assert(sizeof(GcList) == 2 * sizeof(GcHead), "GcList::anchor must follow its head");
+
+/// Per generation, as CPython's gc.get_stats().
+struct GcGenerationStats {
+  std::size_t collections = 0;
+  std::size_t collected = 0;
+  std::size_t uncollectable = 0;
+};
+
+/// The collector's state. Constant-initialized (no guard, no static-init-order problem) and
+/// never destroyed, so objects dying during static destruction still find their lists.
 struct GcState {
-  Object* generations[4] = {};     // null-terminated lists; [3] is the permanent generation
-  std::size_t counts[3] = {};      // as CPython: gen 0 counts allocations minus deallocations
+  GcList generations[3];
+  GcList permanent;  // gc.freeze()
+  std::size_t counts[3] = {};  // gen 0: allocations minus deallocations; 1, 2: collections below
   std::size_t thresholds[3] = {700, 10, 10};
+  std::size_t long_lived_total = 0;    // objects left in gen 2 by the last full collection
+  std::size_t long_lived_pending = 0;  // objects moved to gen 2 since
+  GcGenerationStats stats[3];
+  int debug = 0;
   bool enabled = true;
   bool collecting = false;
 };
-inline GcState gc_state{};
+template <class T>
+union Immortal {
+  T value;
+  constexpr Immortal() : value() {}
+  ~Immortal() {}
+};
+inline constinit Immortal<GcState> gc_runtime{};
+inline GcState& gc_state() noexcept { return gc_runtime.value; }
 
-inline int generation_of(const Object* o) noexcept {
-  return static_cast<int>((Access::flags(o) & flag::generation_mask) >> flag::generation_shift);
+/// Appends o to the end of list.
+inline void gc_list_append(Object* o, GcList& list) noexcept {
+  GcHead* h = gc_head(o);
+  Object* last = list.head.prev;
+  h->prev = last;
+  h->next = &list.anchor;
+  gc_head(last)->next = o;
+  list.head.prev = o;
 }
 
-inline void gc_link(Object* o, int generation) noexcept {
+inline void gc_list_remove(Object* o) noexcept {
   GcHead* h = gc_head(o);
-  Object*& first = gc_state.generations[generation];
-  h->prev = nullptr;
-  h->next = first;
-  if (first) gc_head(first)->prev = o;
-  first = o;
-  auto& f = Access::flags(o);
-  f = (f & ~flag::generation_mask) | (static_cast<std::uint32_t>(generation) << flag::generation_shift);
-}
-
-inline void gc_unlink(Object* o) noexcept {
-  GcHead* h = gc_head(o);
-  if (h->prev) {
-    gc_head(h->prev)->next = h->next;
-  } else {
-    gc_state.generations[generation_of(o)] = h->next;
-  }
-  if (h->next) gc_head(h->next)->prev = h->prev;
+  gc_head(h->prev)->next = h->next;
+  gc_head(h->next)->prev = h->prev;
   h->next = h->prev = nullptr;
+}
+
+inline void gc_list_move(Object* o, GcList& to) noexcept {
+  gc_list_remove(o);
+  gc_list_append(o, to);
+}
+
+/// Appends all of `from` to `to`; `from` is empty afterwards.
+inline void gc_list_merge(GcList& from, GcList& to) noexcept {
+  if (from.empty()) return;
+  Object* to_last = to.head.prev;
+  gc_head(to_last)->next = from.head.next;
+  gc_head(from.head.next)->prev = to_last;
+  to.head.prev = from.head.prev;
+  gc_head(from.head.prev)->next = &to.anchor;
+  from.head.next = from.head.prev = &from.anchor;
+}
+
+inline std::size_t gc_list_size(const GcList& list) noexcept {
+  std::size_t n = 0;
+  for (const Object* o = list.first(); o != list.end(); o = gc_head(o)->next) ++n;
+  return n;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,8 +440,8 @@ inline void destroy(Object* o) noexcept {
   }
   if (flags & flag::has_weakrefs) clear_weakrefs(o);
   if (flags & flag::tracked) {
-    gc_unlink(o);
-    if (gc_state.counts[0] > 0) --gc_state.counts[0];
+    gc_list_remove(o);
+    if (gc_state().counts[0] > 0) --gc_state().counts[0];  // as CPython's PyObject_GC_Del
   }
   const std::uint32_t f = flags;
   void* start = reinterpret_cast<char*>(o) - object_offset(f) - prefix_size(f);

@@ -1,0 +1,351 @@
+// memlens internals: the cycle collector (CPython 3.11's gcmodule with PEP 442 finalization).
+// The public interface is memlens/gc.hpp. It lives here because make() triggers collections.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "memlens/detail/core.hpp"
+#include "memlens/visit.hpp"
+
+namespace memlens {
+
+namespace gc {
+/// What gc callbacks receive, as the `info` dict of Python's gc.callbacks.
+struct CallbackInfo {
+  int generation = 0;              ///< the generation being collected
+  std::size_t collected = 0;       ///< unreachable objects found ("stop" only)
+  std::size_t uncollectable = 0;   ///< always 0: memlens has no legacy (tp_del) finalizers
+};
+/// A gc callback: called with "start" and then "stop" around every collection.
+using Callback = std::function<void(std::string_view phase, const CallbackInfo& info)>;
+}  // namespace gc
+
+namespace detail {
+
+inline std::vector<gc::Callback>& gc_callbacks() {
+  static auto* callbacks = new std::vector<gc::Callback>();  // immortal, as gc_state
+  return *callbacks;
+}
+
+inline std::vector<Ref<Object>>& gc_garbage() {
+  static auto* garbage = new std::vector<Ref<Object>>();
+  return *garbage;
+}
+
+/// gc.DEBUG_SAVEALL: unreachable objects go to gc.garbage instead of being freed.
+inline constexpr int debug_saveall = 1 << 5;
+
+inline std::uintptr_t& gc_refs(Object* o) noexcept { return gc_head(o)->refs; }
+
+/// Subtracts references that come from inside the set being collected.
+class SubtractRefs final : public Visitor {
+ public:
+  void visit_edge(const Edge& edge) override {
+    Object* target = &edge.referent();
+    if (Access::flags(target) & flag::collecting) --gc_refs(target);
+  }
+};
+
+/// Marks what is reachable from the roots pushed on `stack` (iteratively: no recursion).
+class MarkReachable final : public Visitor {
+ public:
+  explicit MarkReachable(std::vector<Object*>& stack) : stack_(stack) {}
+  void visit_edge(const Edge& edge) override {
+    Object* target = &edge.referent();
+    std::uint32_t& f = Access::flags(target);
+    if ((f & (flag::collecting | flag::reachable)) == flag::collecting) {
+      f |= flag::reachable;
+      stack_.push_back(target);
+    }
+  }
+
+ private:
+  std::vector<Object*>& stack_;
+};
+
+/// Collects the Weak handles objects list in their traverse.
+class OwnedWeakRefs final : public Visitor {
+ public:
+  explicit OwnedWeakRefs(std::unordered_set<const WeakLink*>& out) : out_(out) {}
+  void visit_edge(const Edge&) override {}
+  void visit_weak(WeakLink& link) override { out_.insert(&link); }
+
+ private:
+  std::unordered_set<const WeakLink*>& out_;
+};
+
+/// Detaches every reference an object holds (CPython's tp_clear), keeping them in `taken` so
+/// they are dropped only after its traverse has returned.
+class TakeReferences final : public Visitor {
+ public:
+  explicit TakeReferences(std::vector<Ref<Object>>& taken) : taken_(taken) {}
+  void visit_edge(const Edge& edge) override {
+    if (edge.can_take()) taken_.push_back(edge.take());
+  }
+
+ private:
+  std::vector<Ref<Object>>& taken_;
+};
+
+inline std::vector<Object*>& gc_mark_stack() {
+  static auto* stack = new std::vector<Object*>();  // reused: collections allocate nothing
+  return *stack;
+}
+
+/// Splits `candidates` (every object flagged `collecting`, with gc_refs computed) into what is
+/// reachable from outside — appended to `reachable` with its flags cleared — and the rest, left
+/// in `unreachable`. Returns the number of reachable objects.
+inline std::size_t gc_partition(GcList& candidates, GcList& reachable, GcList& unreachable) {
+  auto& stack = gc_mark_stack();
+  stack.clear();
+  for (Object* o = candidates.first(); o != candidates.end(); o = gc_head(o)->next) {
+    std::uint32_t& f = Access::flags(o);
+    if (!(f & flag::collecting) || gc_refs(o) > 0) {
+      f |= flag::reachable;
+      stack.push_back(o);
+    }
+  }
+  MarkReachable mark(stack);
+  while (!stack.empty()) {
+    Object* o = stack.back();
+    stack.pop_back();
+    if (Access::flags(o) & flag::collecting) o->traverse(mark);
+  }
+  // gc_refs overwrote the prev links: rebuild both lists from the next links.
+  std::size_t kept = 0;
+  Object* o = candidates.first();
+  const Object* end = candidates.end();
+  candidates.head.next = candidates.head.prev = &candidates.anchor;
+  while (o != end) {
+    Object* next = gc_head(o)->next;
+    std::uint32_t& f = Access::flags(o);
+    if (f & flag::reachable) {
+      f &= ~(flag::reachable | flag::collecting);
+      gc_list_append(o, reachable);
+      ++kept;
+    } else {
+      gc_list_append(o, unreachable);
+    }
+    o = next;
+  }
+  return kept;
+}
+
+/// Flags every object of `list` as a candidate and sets its gc_refs to its count minus the
+/// references coming from other candidates. Objects whose count is zero are being destroyed
+/// by an outer release (the trashcan queue): they are left out, so they count as outside.
+inline void gc_compute_refs(GcList& list) {
+  for (Object* o = list.first(); o != list.end(); o = gc_head(o)->next) {
+    const std::uint32_t count = Access::refcnt(o);
+    if (count == 0) {
+      Access::flags(o) &= ~flag::collecting;
+      continue;
+    }
+    Access::flags(o) |= flag::collecting;
+    gc_refs(o) = count;
+  }
+  SubtractRefs subtract;
+  for (Object* o = list.first(); o != list.end(); o = gc_head(o)->next) {
+    if (Access::flags(o) & flag::collecting) o->traverse(subtract);
+  }
+}
+
+/// Clears the weak references to unreachable objects, then runs the callbacks of those that are
+/// not themselves garbage (CPython's handle_weakrefs): no callback can reach an unreachable
+/// object through a weak reference, because all of them are null before the first one runs.
+inline void gc_handle_weakrefs(GcList& unreachable) {
+  bool any = false;
+  for (Object* o = unreachable.first(); o != unreachable.end(); o = gc_head(o)->next) {
+    if (Access::flags(o) & flag::has_weakrefs) {
+      any = true;
+      break;
+    }
+  }
+  if (!any) return;
+  std::unordered_set<const WeakLink*> garbage_handles;
+  OwnedWeakRefs owned(garbage_handles);
+  for (Object* o = unreachable.first(); o != unreachable.end(); o = gc_head(o)->next) {
+    o->traverse(owned);
+  }
+  WeakLink pending;
+  pending.prev = pending.next = &pending;
+  auto& registry = weak_registry();
+  for (Object* o = unreachable.first(); o != unreachable.end(); o = gc_head(o)->next) {
+    std::uint32_t& f = Access::flags(o);
+    if (!(f & flag::has_weakrefs)) continue;
+    f &= ~flag::has_weakrefs;
+    auto it = registry.find(o);
+    if (it == registry.end()) continue;
+    WeakLink& sentinel = it->second;
+    for (WeakLink* l = sentinel.next; l != &sentinel;) {
+      WeakLink* next = l->next;
+      l->referent = nullptr;
+      if (l->callback && !garbage_handles.count(l)) {
+        l->next = &pending;
+        l->prev = pending.prev;
+        pending.prev->next = l;
+        pending.prev = l;
+      } else {
+        l->prev = l->next = nullptr;
+      }
+      l = next;
+    }
+    registry.erase(it);
+  }
+  while (pending.next != &pending) {
+    WeakLink* l = pending.next;
+    pending.next = l->next;
+    l->next->prev = &pending;
+    l->prev = l->next = nullptr;
+    std::unique_ptr<WeakCallback> callback(std::exchange(l->callback, nullptr));
+    try {
+      callback->invoke(*l);
+    } catch (...) {
+      report_unraisable("Exception ignored in weakref callback of a collected object",
+                        std::current_exception(), nullptr);
+    }
+  }
+}
+
+/// Runs finalize() once on every unreachable object that has one, with the whole garbage still
+/// intact (PEP 442). Finalizers may free objects or resurrect them; the loop only ever looks at
+/// the first object left in `unreachable`.
+inline void gc_finalize_garbage(GcList& unreachable, GcList& old) {
+  GcList seen;
+  while (!unreachable.empty()) {
+    Object* o = unreachable.first();
+    gc_list_move(o, seen);
+    std::uint32_t& f = Access::flags(o);
+    if ((f & (flag::has_finalizer | flag::finalized)) != flag::has_finalizer) continue;
+    if (Access::refcnt(o) == 0) {  // queued for destruction by an outer release
+      f &= ~flag::collecting;
+      gc_list_move(o, old);
+      continue;
+    }
+    f |= flag::finalized;
+    incref(o);
+    try {
+      Access::finalize(o);
+    } catch (...) {
+      report_unraisable("Exception ignored in finalizer of", std::current_exception(), o);
+    }
+    decref(o);
+  }
+  gc_list_merge(seen, unreachable);
+}
+
+/// Breaks the remaining cycles by taking every reference their objects hold (CPython's
+/// delete_garbage), or saves them in gc.garbage under DEBUG_SAVEALL.
+inline void gc_delete_garbage(GcList& unreachable, GcList& old) {
+  std::vector<Ref<Object>> taken;
+  TakeReferences take(taken);
+  const bool save_all = gc_state().debug & debug_saveall;
+  while (!unreachable.empty()) {
+    Object* o = unreachable.first();
+    if (Access::refcnt(o) != 0) {
+      incref(o);
+      if (save_all) {
+        gc_garbage().emplace_back(adopt, o);
+      } else {
+        o->traverse(take);
+        taken.clear();  // may free o's cycle, and so remove objects from `unreachable`
+        decref(o);
+      }
+    }
+    if (!unreachable.empty() && unreachable.first() == o) {
+      // Still alive (saved, referenced from elsewhere, or queued): it may die later.
+      Access::flags(o) &= ~flag::collecting;
+      gc_list_move(o, old);
+    }
+  }
+}
+
+/// One collection of `generation` and the younger ones; returns the unreachable objects found.
+inline std::size_t gc_collect_main(int generation) noexcept {
+  GcState& st = gc_state();
+  if (generation + 1 < 3) st.counts[generation + 1] += 1;
+  for (int i = 0; i <= generation; ++i) st.counts[i] = 0;
+  for (int i = 0; i < generation; ++i) gc_list_merge(st.generations[i], st.generations[generation]);
+  GcList& young = st.generations[generation];
+  GcList& old = generation < 2 ? st.generations[generation + 1] : young;
+
+  gc_compute_refs(young);
+  GcList survivors;
+  GcList unreachable;
+  const std::size_t kept = gc_partition(young, survivors, unreachable);
+  gc_list_merge(survivors, young);
+  if (&young != &old) {
+    if (generation == 1) st.long_lived_pending += kept;
+    gc_list_merge(young, old);
+  } else {
+    st.long_lived_pending = 0;
+    st.long_lived_total = kept;
+  }
+  const std::size_t found = gc_list_size(unreachable);
+
+  gc_handle_weakrefs(unreachable);
+  gc_finalize_garbage(unreachable, old);
+
+  // PEP 442: whatever a finalizer made reachable again survives, with all it reaches.
+  gc_compute_refs(unreachable);
+  GcList still_unreachable;
+  gc_partition(unreachable, old, still_unreachable);
+  gc_delete_garbage(still_unreachable, old);
+
+  st.stats[generation].collections += 1;
+  st.stats[generation].collected += found;
+  return found;
+}
+
+inline void gc_invoke_callbacks(std::string_view phase, const gc::CallbackInfo& info) {
+  // A copy, so a callback may add or remove callbacks.
+  const std::vector<gc::Callback> callbacks = gc_callbacks();
+  for (const auto& callback : callbacks) {
+    try {
+      callback(phase, info);
+    } catch (...) {
+      report_unraisable("Exception ignored in gc callback", std::current_exception(), nullptr);
+    }
+  }
+}
+
+/// A collection with the "start"/"stop" callbacks; the caller has set `collecting`.
+inline std::size_t gc_collect_with_callbacks(int generation) {
+  const bool callbacks = !gc_callbacks().empty();
+  if (callbacks) gc_invoke_callbacks("start", {generation, 0, 0});
+  const std::size_t found = gc_collect_main(generation);
+  if (callbacks) gc_invoke_callbacks("stop", {generation, found, 0});
+  return found;
+}
+
+/// The automatic collection: the oldest generation over its threshold, with CPython's rule
+/// that a full collection waits until a quarter of the long-lived objects are new.
+inline void gc_collect_generations() {
+  GcState& st = gc_state();
+  for (int i = 2; i >= 0; --i) {
+    if (st.counts[i] > st.thresholds[i]) {
+      if (i == 2 && st.long_lived_pending < st.long_lived_total / 4) continue;
+      st.collecting = true;
+      gc_collect_with_callbacks(i);
+      st.collecting = false;
+      break;
+    }
+  }
+}
+
+/// Called by make() before it allocates a tracked object, as CPython's _PyObject_GC_Link.
+inline void gc_on_allocation() {
+  GcState& st = gc_state();
+  ++st.counts[0];
+  if (st.counts[0] > st.thresholds[0] && st.enabled && st.thresholds[0] && !st.collecting) {
+    gc_collect_generations();
+  }
+}
+
+}  // namespace detail
+}  // namespace memlens
