@@ -103,6 +103,10 @@ class Object {
   /// frees it. It may resurrect the object by storing a new Ref to it.
   virtual void finalize() {}
 
+  /// Python's `__repr__`: how reports, fmt and error messages show the object. The default is
+  /// `<Type object at 0x...>`, as Python's.
+  virtual std::string repr() const;
+
  private:
   friend struct detail::Access;
   mutable std::uint32_t refcnt_ = 1;
@@ -260,12 +264,20 @@ inline std::string type_name(const Object& o) {
 }
 
 /// `<Type object at 0x...>`, as Python's default repr.
-inline std::string repr(const Object* o) {
-  if (!o) return "None";
+inline std::string default_repr(const Object& o) {
   char address[2 + 2 * sizeof(void*) + 1];
-  std::snprintf(address, sizeof address, "%p", static_cast<const void*>(o));
-  return "<" + type_name(*o) + " object at " + address + ">";
+  std::snprintf(address, sizeof address, "%p", static_cast<const void*>(&o));
+  return "<" + type_name(o) + " object at " + address + ">";
 }
+
+/// The object's repr(), or "None".
+inline std::string repr(const Object* o) { return o ? o->repr() : "None"; }
+
+}  // namespace detail
+
+inline std::string Object::repr() const { return detail::default_repr(*this); }
+
+namespace detail {
 
 inline sys::UnraisableHook& unraisable_hook() {
   static auto* hook = new sys::UnraisableHook();  // immortal: reports may come at exit
