@@ -306,6 +306,15 @@ class WeakValueDictionary {
   iterator begin() const { return {table_->map.begin(), table_->map.end()}; }
   iterator end() const { return {table_->map.end(), table_->map.end()}; }
 
+  /// Reports the keys' references and the weak handles, for an object that holds this
+  /// dictionary as a member and lists it in its own traverse.
+  void traverse(Visitor& visit) {
+    for (auto& [key, entry] : table_->map) {
+      memlens::traverse(visit, key);
+      visit(entry.value);
+    }
+  }
+
  private:
   std::unique_ptr<Table> table_;
 };
@@ -421,6 +430,15 @@ class WeakKeyDictionary {
   iterator begin() const { return {table_->map.begin(), table_->map.end()}; }
   iterator end() const { return {table_->map.end(), table_->map.end()}; }
 
+  /// Reports the values' strong references and the keys' weak handles, for an object that
+  /// holds this dictionary as a member and lists it in its own traverse.
+  void traverse(Visitor& visit) {
+    for (auto& [address, entry] : table_->map) {
+      visit(entry.key);
+      if (entry.value) memlens::traverse(visit, *entry.value);
+    }
+  }
+
  private:
   const Entry* find(const Ref<K>& key) const {
     if (!key) return nullptr;
@@ -478,6 +496,9 @@ class WeakSet {
   };
   iterator begin() const { return iterator(items_.begin()); }
   iterator end() const { return iterator(items_.end()); }
+
+  /// Reports the weak handles, for an object that lists this set in its traverse.
+  void traverse(Visitor& visit) { items_.traverse(visit); }
 
  private:
   WeakKeyDictionary<T, std::monostate> items_;

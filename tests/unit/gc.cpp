@@ -470,3 +470,39 @@ TEST_CASE("stress: random graphs with finalizers that resurrect, drop or throw",
   memlens::sys::set_unraisablehook(nullptr);
   CHECK(Wild::alive == 0);
 }
+
+TEST_CASE("weak containers held by an object report their contents to the collector",
+          "[gc][weakref]") {
+  Quiet quiet;
+  struct Registry : memlens::Object {
+    memlens::WeakKeyDictionary<Node, Ref<memlens::Object>> attached;
+    memlens::WeakValueDictionary<int, Node> by_id;
+    memlens::WeakSet<Node> members;
+    void traverse(memlens::Visitor& visit) override { visit(attached, by_id, members); }
+  };
+  auto key = make<Node>();
+  memlens::Weak<Registry> watch;
+  int weak_handles = 0;
+  {
+    auto registry = make<Registry>();
+    registry->attached.insert_or_assign(key, Ref<memlens::Object>(registry));  // value -> owner
+    registry->by_id.insert_or_assign(1, key);
+    registry->members.add(key);
+    watch = registry;
+    auto referents = gc::get_referents(registry);
+    REQUIRE(referents.size() == 1);  // the value; keys and by_id values are weak
+    CHECK(referents[0] == registry);
+    struct CountWeak final : memlens::Visitor {
+      int* n;
+      explicit CountWeak(int* count) : n(count) {}
+      void visit_edge(const memlens::Edge&) override {}
+      void visit_weak(memlens::detail::WeakLink&) override { ++*n; }
+    } counter(&weak_handles);
+    registry->traverse(counter);
+  }
+  CHECK(weak_handles == 3);
+  CHECK_FALSE(watch.expired());  // kept alive by its own dictionary's value
+  CHECK(gc::collect() == 1);
+  CHECK(watch.expired());
+  CHECK(Node::alive == 1);
+}
