@@ -158,15 +158,8 @@ inline void gc_compute_refs(GcList& list) {
 /// Clears the weak references to unreachable objects, then runs the callbacks of those that are
 /// not themselves garbage (CPython's handle_weakrefs): no callback can reach an unreachable
 /// object through a weak reference, because all of them are null before the first one runs.
-inline void gc_handle_weakrefs(GcList& unreachable) {
-  bool any = false;
-  for (Object* o = unreachable.first(); o != unreachable.end(); o = gc_head(o)->next) {
-    if (Access::flags(o) & flag::has_weakrefs) {
-      any = true;
-      break;
-    }
-  }
-  if (!any) return;
+/// Returns whether any callback ran.
+inline bool gc_handle_weakrefs(GcList& unreachable) {
   std::unordered_set<const WeakLink*> garbage_handles;
   OwnedWeakRefs owned(garbage_handles);
   for (Object* o = unreachable.first(); o != unreachable.end(); o = gc_head(o)->next) {
@@ -197,6 +190,7 @@ inline void gc_handle_weakrefs(GcList& unreachable) {
     }
     registry.erase(it);
   }
+  const bool any_callback = pending.next != &pending;
   while (pending.next != &pending) {
     WeakLink* l = pending.next;
     pending.next = l->next;
@@ -210,6 +204,7 @@ inline void gc_handle_weakrefs(GcList& unreachable) {
                         std::current_exception(), nullptr);
     }
   }
+  return any_callback;
 }
 
 /// Runs finalize() once on every unreachable object that has one, with the whole garbage still
@@ -286,16 +281,32 @@ inline std::size_t gc_collect_main(int generation) noexcept {
     st.long_lived_pending = 0;
     st.long_lived_total = kept;
   }
-  const std::size_t found = gc_list_size(unreachable);
-
-  gc_handle_weakrefs(unreachable);
-  gc_finalize_garbage(unreachable, old);
-
-  // PEP 442: whatever a finalizer made reachable again survives, with all it reaches.
-  gc_compute_refs(unreachable);
-  GcList still_unreachable;
-  gc_partition(unreachable, old, still_unreachable);
-  gc_delete_garbage(still_unreachable, old);
+  // One pass to learn what the garbage needs: most garbage has neither weak references nor
+  // finalizers, and then no user code runs before it is freed.
+  std::size_t found = 0;
+  bool weakly_referenced = false;
+  bool finalizable = false;
+  for (Object* o = unreachable.first(); o != unreachable.end(); o = gc_head(o)->next) {
+    const std::uint32_t f = Access::flags(o);
+    weakly_referenced = weakly_referenced || (f & flag::has_weakrefs);
+    finalizable = finalizable || (f & (flag::has_finalizer | flag::finalized)) == flag::has_finalizer;
+    ++found;
+  }
+  bool user_code_ran = false;
+  if (weakly_referenced) user_code_ran = gc_handle_weakrefs(unreachable);
+  if (finalizable) {
+    gc_finalize_garbage(unreachable, old);
+    user_code_ran = true;
+  }
+  if (user_code_ran) {
+    // PEP 442: whatever a finalizer or callback made reachable again survives, with all it
+    // reaches.
+    gc_compute_refs(unreachable);
+    GcList still_unreachable;
+    gc_partition(unreachable, old, still_unreachable);
+    gc_list_merge(still_unreachable, unreachable);
+  }
+  gc_delete_garbage(unreachable, old);
 
   st.stats[generation].collections += 1;
   st.stats[generation].collected += found;
