@@ -230,26 +230,29 @@ class WeakValueDictionary {
   using Table = weakref::detail_tables::Table<K, Entry, Hash, Eq>;
 
  public:
-  WeakValueDictionary() : table_(std::make_unique<Table>()) {}
+  WeakValueDictionary() noexcept = default;
+  /// A moved-from dictionary is empty and usable.
   WeakValueDictionary(WeakValueDictionary&&) noexcept = default;
   WeakValueDictionary& operator=(WeakValueDictionary&&) noexcept = default;
 
   /// Maps `key` to `value`'s object, replacing any previous entry. Throws ValueError for null.
   void insert_or_assign(const K& key, const Ref<V>& value) {
     if (!value) throw ValueError("WeakValueDictionary: cannot store a null Ref");
-    table_->purge_if_worth_it();
-    auto [it, inserted] = table_->map.try_emplace(key);
+    if (!table_) table_ = std::make_unique<Table>();
+    Table* table = table_.get();
+    table->purge_if_worth_it();
+    auto [it, inserted] = table->map.try_emplace(key);
     Entry& e = it->second;
     if (e.dead) {
       e.dead = false;
-      --table_->dead;
+      --table->dead;
     }
-    Table* table = table_.get();
     e.value = Weak<V>(value, [table, &e] { table->mark_dead(e); });
   }
 
   /// The value for `key`, or null when absent or dead.
   Ref<V> get(const K& key) const {
+    if (!table_) return {};
     auto it = table_->map.find(key);
     return it == table_->map.end() ? Ref<V>() : it->second.value.lock();
   }
@@ -257,6 +260,7 @@ class WeakValueDictionary {
   bool contains(const K& key) const { return static_cast<bool>(get(key)); }
   /// Removes `key`; returns whether it mapped to a live object.
   bool erase(const K& key) {
+    if (!table_) return false;
     auto it = table_->map.find(key);
     if (it == table_->map.end()) return false;
     const bool live = !it->second.value.expired();
@@ -264,12 +268,9 @@ class WeakValueDictionary {
     return live;
   }
   /// The number of live entries.
-  std::size_t size() const noexcept { return table_->live(); }
+  std::size_t size() const noexcept { return table_ ? table_->live() : 0; }
   bool empty() const noexcept { return size() == 0; }
-  void clear() noexcept {
-    table_->map.clear();
-    table_->dead = 0;
-  }
+  void clear() noexcept { table_.reset(); }
 
   /// Iterates over live entries as `std::pair<const K&, Ref<V>>`. Inserting or erasing during
   /// the loop invalidates it, as for std containers; values dying during it are skipped.
@@ -303,12 +304,15 @@ class WeakValueDictionary {
     }
     base it_{}, end_{};
   };
-  iterator begin() const { return {table_->map.begin(), table_->map.end()}; }
-  iterator end() const { return {table_->map.end(), table_->map.end()}; }
+  iterator begin() const {
+    return table_ ? iterator(table_->map.begin(), table_->map.end()) : iterator();
+  }
+  iterator end() const { return table_ ? iterator(table_->map.end(), table_->map.end()) : iterator(); }
 
   /// Reports the keys' references and the weak handles, for an object that holds this
   /// dictionary as a member and lists it in its own traverse.
   void traverse(Visitor& visit) {
+    if (!table_) return;
     for (auto& [key, entry] : table_->map) {
       memlens::traverse(visit, key);
       visit(entry.value);
@@ -342,7 +346,8 @@ class WeakKeyDictionary {
                                               std::equal_to<const Object*>>;
 
  public:
-  WeakKeyDictionary() : table_(std::make_unique<Table>()) {}
+  WeakKeyDictionary() noexcept = default;
+  /// A moved-from dictionary is empty and usable.
   WeakKeyDictionary(WeakKeyDictionary&&) noexcept = default;
   WeakKeyDictionary& operator=(WeakKeyDictionary&&) noexcept = default;
 
@@ -350,19 +355,23 @@ class WeakKeyDictionary {
   template <class U = V>
   void insert_or_assign(const Ref<K>& key, U&& value) {
     if (!key) throw ValueError("WeakKeyDictionary: cannot use a null Ref as a key");
-    table_->purge_if_worth_it();
-    auto [it, inserted] = table_->map.try_emplace(key.object());
+    if (!table_) table_ = std::make_unique<Table>();
+    Table* table = table_.get();
+    table->purge_if_worth_it();
+    auto [it, inserted] = table->map.try_emplace(key.object());
     Entry& e = it->second;
     e.value = std::forward<U>(value);
     if (inserted || e.dead) {
       // A dead entry at this address belonged to an earlier object that was freed.
       if (e.dead) {
         e.dead = false;
-        --table_->dead;
+        --table->dead;
       }
-      Table* table = table_.get();
       e.key = Weak<K>(key, [table, &e] {
         table->mark_dead(e);
+        // The value's destructor may run any code, even code that clears this dictionary, so
+        // it runs last, when the entry is no longer touched.
+        [[maybe_unused]] std::optional<V> doomed = std::move(e.value);
         e.value.reset();
       });
     }
@@ -381,19 +390,16 @@ class WeakKeyDictionary {
   bool contains(const Ref<K>& key) const { return find(key) != nullptr; }
   /// Removes `key`; returns whether it was present.
   bool erase(const Ref<K>& key) {
-    if (!key) return false;
+    if (!key || !table_) return false;
     auto it = table_->map.find(key.object());
     if (it == table_->map.end() || it->second.dead) return false;
     table_->erase(it);
     return true;
   }
   /// The number of live keys.
-  std::size_t size() const noexcept { return table_->live(); }
+  std::size_t size() const noexcept { return table_ ? table_->live() : 0; }
   bool empty() const noexcept { return size() == 0; }
-  void clear() noexcept {
-    table_->map.clear();
-    table_->dead = 0;
-  }
+  void clear() noexcept { table_.reset(); }
 
   /// Iterates over live entries as `std::pair<Ref<K>, V&>` (the Ref keeps the key alive while
   /// you hold it). Inserting or erasing during the loop invalidates it.
@@ -427,12 +433,15 @@ class WeakKeyDictionary {
     }
     base it_{}, end_{};
   };
-  iterator begin() const { return {table_->map.begin(), table_->map.end()}; }
-  iterator end() const { return {table_->map.end(), table_->map.end()}; }
+  iterator begin() const {
+    return table_ ? iterator(table_->map.begin(), table_->map.end()) : iterator();
+  }
+  iterator end() const { return table_ ? iterator(table_->map.end(), table_->map.end()) : iterator(); }
 
   /// Reports the values' strong references and the keys' weak handles, for an object that
   /// holds this dictionary as a member and lists it in its own traverse.
   void traverse(Visitor& visit) {
+    if (!table_) return;
     for (auto& [address, entry] : table_->map) {
       visit(entry.key);
       if (entry.value) memlens::traverse(visit, *entry.value);
@@ -441,7 +450,7 @@ class WeakKeyDictionary {
 
  private:
   const Entry* find(const Ref<K>& key) const {
-    if (!key) return nullptr;
+    if (!key || !table_) return nullptr;
     auto it = table_->map.find(key.object());
     if (it == table_->map.end() || it->second.dead || it->second.key.expired()) return nullptr;
     return &it->second;

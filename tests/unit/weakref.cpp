@@ -343,3 +343,54 @@ TEST_CASE("finalize can run early or be detached", "[weakref][finalize]") {
   CHECK(calls == 11);
   CHECK_THROWS_AS(memlens::finalize(Ref<Item>(), [] {}), memlens::ValueError);
 }
+
+TEST_CASE("moved-from weak containers are empty and usable", "[weakref]") {
+  auto a = make<Item>("a");
+  memlens::WeakValueDictionary<int, Item> values;
+  values.insert_or_assign(1, a);
+  auto values2 = std::move(values);
+  CHECK(values.size() == 0);  // NOLINT(bugprone-use-after-move): documented as usable
+  CHECK_FALSE(values.get(1));
+  CHECK(values.begin() == values.end());
+  values.insert_or_assign(2, a);
+  CHECK(values.size() == 1);
+  CHECK(values2.size() == 1);
+
+  memlens::WeakKeyDictionary<Item, int> keys;
+  keys.insert_or_assign(a, 1);
+  auto keys2 = std::move(keys);
+  CHECK(keys.empty());  // NOLINT(bugprone-use-after-move)
+  CHECK_FALSE(keys.contains(a));
+  CHECK_FALSE(keys.erase(a));
+  CHECK(keys.begin() == keys.end());
+  CHECK(keys2.get(a) == 1);
+
+  memlens::WeakSet<Item> set;
+  set.add(a);
+  auto set2 = std::move(set);
+  CHECK(set.size() == 0);  // NOLINT(bugprone-use-after-move)
+  set.add(a);
+  CHECK(set.contains(a));
+  CHECK(set2.contains(a));
+}
+
+TEST_CASE("a WeakKeyDictionary value whose destructor clears the dictionary", "[weakref]") {
+  struct Clearer {
+    memlens::WeakKeyDictionary<Item, Clearer>* owner = nullptr;
+    Clearer() = default;
+    Clearer(const Clearer&) = default;
+    Clearer(Clearer&& other) noexcept : owner(std::exchange(other.owner, nullptr)) {}
+    Clearer& operator=(const Clearer&) = default;
+    Clearer& operator=(Clearer&&) noexcept = default;
+    ~Clearer() {
+      if (owner) owner->clear();
+    }
+  };
+  memlens::WeakKeyDictionary<Item, Clearer> d;
+  auto key = make<Item>();
+  Clearer c;
+  c.owner = &d;
+  d.insert_or_assign(key, std::move(c));
+  key.reset();  // the value dies and clears `d` from inside the key's callback: no use after free
+  CHECK(d.empty());
+}

@@ -158,7 +158,7 @@ inline GcHead* gc_head(const Object* o) noexcept {
 struct GcList {
   GcHead head;
   Object anchor;
-  constexpr GcList() noexcept : head{&anchor, &anchor} {}
+  constexpr GcList() noexcept : head{&anchor, {&anchor}} {}
   GcList(const GcList&) = delete;
   GcList& operator=(const GcList&) = delete;
 
@@ -330,7 +330,9 @@ inline std::unordered_map<const Object*, WeakLink>& weak_registry() {
   return *registry;
 }
 
-inline void weak_attach(WeakLink& link, Object* o) {
+// Out of line: it is the slow path (a table insertion), and g++ 12 at -O2 otherwise warns
+// (-Wdangling-pointer) when a temporary Weak is attached and then moved, which is correct.
+MEMLENS_NOINLINE inline void weak_attach(WeakLink& link, Object* o) {
   auto [it, inserted] = weak_registry().try_emplace(o);
   WeakLink& sentinel = it->second;
   if (inserted) {
