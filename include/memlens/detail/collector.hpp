@@ -336,7 +336,7 @@ inline std::size_t gc_collect_with_callbacks(int generation) {
 
 /// The automatic collection: the oldest generation over its threshold, with CPython's rule
 /// that a full collection waits until a quarter of the long-lived objects are new.
-inline void gc_collect_generations() {
+MEMLENS_NOINLINE inline void gc_collect_generations() {
   GcState& st = gc_state();
   for (int i = 2; i >= 0; --i) {
     if (st.counts[i] > st.thresholds[i]) {

@@ -418,6 +418,7 @@ inline void clear_weakrefs(Object* o) noexcept {
 
 inline constexpr int trashcan_depth = 64;
 inline thread_local int dealloc_depth = 0;
+inline thread_local bool deferred_pending = false;  // trivial, so the fast path needs no guard
 
 inline std::vector<Object*>& deferred_deallocs() {
   thread_local std::vector<Object*> deferred;
@@ -437,11 +438,10 @@ inline void deallocate(void* p, std::size_t align) noexcept {
   }
 }
 
-/// Finalizes, clears weak references, untracks and frees an object whose count is zero, unless
-/// its finalizer resurrected it.
-inline void destroy(Object* o) noexcept {
+/// Runs the finalizer (PEP 442: once) and clears weak references of an object whose count is
+/// zero. Returns false if the finalizer resurrected it.
+MEMLENS_NOINLINE inline bool finalize_and_clear_weakrefs(Object* o) noexcept {
   std::uint32_t& flags = Access::flags(o);
-  MEMLENS_ASSERT(flags & flag::heap, "an object not made by make() reached a count of zero");
   if ((flags & (flag::has_finalizer | flag::finalized)) == flag::has_finalizer) {
     flags |= flag::finalized;
     Access::refcnt(o) = 1;  // the finalizer's own reference, so Ref(this) inside it is safe
@@ -450,37 +450,74 @@ inline void destroy(Object* o) noexcept {
     } catch (...) {
       report_unraisable("Exception ignored in finalizer of", std::current_exception(), o);
     }
-    if (--Access::refcnt(o) != 0) return;  // resurrected
+    if (--Access::refcnt(o) != 0) return false;  // resurrected
   }
   if (flags & flag::has_weakrefs) clear_weakrefs(o);
-  if (flags & flag::tracked) {
+  return true;
+}
+
+/// Finalizes, clears weak references, untracks and frees an object whose count is zero, unless
+/// its finalizer resurrected it.
+inline void destroy(Object* o) noexcept {
+  const std::uint32_t flags = Access::flags(o);
+  MEMLENS_ASSERT(flags & flag::heap, "an object not made by make() reached a count of zero");
+  if (MEMLENS_UNLIKELY(flags & (flag::has_finalizer | flag::has_weakrefs))) {
+    if (!finalize_and_clear_weakrefs(o)) return;
+  }
+  const std::uint32_t f = Access::flags(o);
+  if (f & flag::tracked) {
     gc_list_remove(o);
     if (gc_state().counts[0] > 0) --gc_state().counts[0];  // as CPython's PyObject_GC_Del
   }
-  const std::uint32_t f = flags;
+  // The usual layout: Object is the first base and the alignment is the default one.
+  const bool usual = (f >> flag::offset_shift) == 0 &&
+                     object_align(f) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+  if (MEMLENS_LIKELY(usual)) {
+    void* start = reinterpret_cast<char*>(o) - ((f & flag::tracked) ? sizeof(GcHead) : 0);
+    o->~Object();
+    ::operator delete(start);
+    return;
+  }
   void* start = reinterpret_cast<char*>(o) - object_offset(f) - prefix_size(f);
   o->~Object();
   deallocate(start, object_align(f));
 }
 
+/// Destroys the releases queued by the trashcan, including those they queue in turn.
+MEMLENS_NOINLINE inline void drain_deferred() noexcept {
+  auto& deferred = deferred_deallocs();
+  ++dealloc_depth;
+  while (!deferred.empty()) {
+    Object* next = deferred.back();
+    deferred.pop_back();
+    destroy(next);
+  }
+  deferred_pending = false;
+  --dealloc_depth;
+}
+
+MEMLENS_NOINLINE inline void defer_dealloc(Object* o) noexcept {
+  try {
+    deferred_deallocs().push_back(o);
+    deferred_pending = true;
+  } catch (...) {  // out of memory for the queue: recurse rather than leak
+    ++dealloc_depth;
+    destroy(o);
+    --dealloc_depth;
+  }
+}
+
 /// Called when a count drops to zero; out of line so that Ref's destructor stays small.
 MEMLENS_NOINLINE inline void release_last(const Object* object) noexcept {
   auto* o = const_cast<Object*>(object);
-  if (dealloc_depth >= trashcan_depth) {
-    deferred_deallocs().push_back(o);
+  if (MEMLENS_UNLIKELY(dealloc_depth >= trashcan_depth)) {
+    defer_dealloc(o);
     return;
   }
   ++dealloc_depth;
   destroy(o);
-  if (dealloc_depth == 1) {
-    auto& deferred = deferred_deallocs();
-    while (!deferred.empty()) {
-      Object* next = deferred.back();
-      deferred.pop_back();
-      destroy(next);
-    }
-  }
   --dealloc_depth;
+  if (MEMLENS_UNLIKELY(deferred_pending) && dealloc_depth == 0) drain_deferred();
 }
 
 inline void incref(const Object* o) noexcept {

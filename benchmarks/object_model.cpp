@@ -1,0 +1,410 @@
+// Benchmarks of memlens' object model against its peers: the cost of copying and dropping a
+// reference, of an object's whole life, of locking a weak reference, and the bytes a header
+// takes. All figures come from one run, and the summary at the end gives their ratios.
+//
+// Peers: std::shared_ptr (with atomic counts, as in any program that has started a thread),
+// boost::intrusive_ptr with thread-safe and thread-unsafe counters, and a naive non-atomic
+// intrusive pointer, the floor any non-atomic Ref can reach.
+
+#include <benchmark/benchmark.h>
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>  // __libc_single_threaded, which libstdc++ consults
+#define MEMLENS_BENCH_HAVE_SINGLE_THREADED 1
+#endif
+
+#include "memlens/object.hpp"
+#include "memlens/weakref.hpp"
+
+#if MEMLENS_HAVE_BOOST
+#include <boost/smart_ptr/intrusive_ptr.hpp>
+#include <boost/smart_ptr/intrusive_ref_counter.hpp>
+#endif
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// The objects measured. Each family holds the same payload, so only the bookkeeping differs.
+
+/// Holds no references: untracked, 16-byte header.
+struct SmallObject : memlens::Object {
+  int value = 0;
+};
+
+/// Holds a Ref and says so in traverse: tracked by the cycle collector, 32-byte header.
+struct LinkedObject : memlens::Object {
+  memlens::Ref<LinkedObject> next;
+  void traverse(memlens::Visitor& visit) override { visit(next); }
+};
+
+/// What std::make_shared and new/delete build in place of SmallObject and LinkedObject.
+struct SmallValue {
+  int value = 0;
+};
+struct LinkedValue {
+  std::shared_ptr<LinkedValue> next;
+};
+
+#if MEMLENS_HAVE_BOOST
+template <class CounterPolicy>
+struct BoostObject : boost::intrusive_ref_counter<BoostObject<CounterPolicy>, CounterPolicy> {
+  int value = 0;
+};
+#endif
+
+struct NaiveObject {
+  unsigned count = 1;
+  int value = 0;
+};
+
+/// The simplest nullable, non-atomic intrusive pointer: no vtable, no flags, no trashcan.
+class NaivePtr {
+ public:
+  explicit NaivePtr(NaiveObject* adopted) noexcept : object_(adopted) {}
+  NaivePtr(const NaivePtr& other) noexcept : object_(other.object_) {
+    if (object_) ++object_->count;
+  }
+  NaivePtr& operator=(const NaivePtr&) = delete;
+  ~NaivePtr() {
+    if (object_ && --object_->count == 0) delete object_;
+  }
+
+ private:
+  NaiveObject* object_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark names, shared by the registration and the summary.
+
+namespace names {
+constexpr const char* ref_copy = "copy_destroy/memlens::Ref";
+constexpr const char* shared_copy = "copy_destroy/std::shared_ptr";
+constexpr const char* boost_safe_copy = "copy_destroy/boost::intrusive_ptr<thread_safe_counter>";
+constexpr const char* boost_unsafe_copy =
+    "copy_destroy/boost::intrusive_ptr<thread_unsafe_counter>";
+constexpr const char* naive_copy = "copy_destroy/naive_intrusive_ptr";
+
+constexpr const char* make_small = "make_destroy/int/memlens::make";
+constexpr const char* make_shared_small = "make_destroy/int/std::make_shared";
+constexpr const char* new_small = "make_destroy/int/new_delete";
+constexpr const char* make_linked = "make_destroy/tracked/memlens::make";
+constexpr const char* make_shared_linked = "make_destroy/tracked/std::make_shared";
+constexpr const char* new_linked = "make_destroy/tracked/new_delete";
+
+constexpr const char* weak_lock = "lock_drop/memlens::Weak";
+constexpr const char* weak_ptr_lock = "lock_drop/std::weak_ptr";
+}  // namespace names
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark bodies. DoNotOptimize makes each pointer escape, so counts really go up and down
+// in memory, as when a reference is stored somewhere and later dropped; nothing else is added.
+
+template <class Ptr>
+void copy_and_destroy(benchmark::State& state, const Ptr& original) {
+  for (auto _ : state) {
+    Ptr copy(original);
+    benchmark::DoNotOptimize(copy);
+  }
+}
+
+template <class Make>
+void make_and_destroy(benchmark::State& state, Make make) {
+  for (auto _ : state) {
+    auto object = make();
+    benchmark::DoNotOptimize(object);
+  }
+}
+
+template <class WeakPtr>
+void lock_and_drop(benchmark::State& state, const WeakPtr& weak) {
+  for (auto _ : state) {
+    auto strong = weak.lock();
+    benchmark::DoNotOptimize(strong);
+  }
+}
+
+void register_benchmarks() {
+  using benchmark::RegisterBenchmark;
+  using benchmark::State;
+
+  RegisterBenchmark(names::ref_copy,
+                    [](State& state) { copy_and_destroy(state, memlens::make<SmallObject>()); });
+  RegisterBenchmark(names::shared_copy,
+                    [](State& state) { copy_and_destroy(state, std::make_shared<SmallValue>()); });
+#if MEMLENS_HAVE_BOOST
+  RegisterBenchmark(names::boost_safe_copy, [](State& state) {
+    using Object = BoostObject<boost::thread_safe_counter>;
+    copy_and_destroy(state, boost::intrusive_ptr<Object>(new Object));
+  });
+  RegisterBenchmark(names::boost_unsafe_copy, [](State& state) {
+    using Object = BoostObject<boost::thread_unsafe_counter>;
+    copy_and_destroy(state, boost::intrusive_ptr<Object>(new Object));
+  });
+#endif
+  RegisterBenchmark(names::naive_copy,
+                    [](State& state) { copy_and_destroy(state, NaivePtr(new NaiveObject)); });
+
+  RegisterBenchmark(names::make_small, [](State& state) {
+    make_and_destroy(state, [] { return memlens::make<SmallObject>(); });
+  });
+  RegisterBenchmark(names::make_shared_small, [](State& state) {
+    make_and_destroy(state, [] { return std::make_shared<SmallValue>(); });
+  });
+  RegisterBenchmark(names::new_small, [](State& state) {
+    make_and_destroy(state, [] { return std::unique_ptr<SmallValue>(new SmallValue); });
+  });
+  RegisterBenchmark(names::make_linked, [](State& state) {
+    make_and_destroy(state, [] { return memlens::make<LinkedObject>(); });
+  });
+  RegisterBenchmark(names::make_shared_linked, [](State& state) {
+    make_and_destroy(state, [] { return std::make_shared<LinkedValue>(); });
+  });
+  RegisterBenchmark(names::new_linked, [](State& state) {
+    make_and_destroy(state, [] { return std::unique_ptr<LinkedValue>(new LinkedValue); });
+  });
+
+  RegisterBenchmark(names::weak_lock, [](State& state) {
+    const auto object = memlens::make<SmallObject>();
+    lock_and_drop(state, memlens::Weak<SmallObject>(object));
+  });
+  RegisterBenchmark(names::weak_ptr_lock, [](State& state) {
+    const auto object = std::make_shared<SmallValue>();
+    lock_and_drop(state, std::weak_ptr<SmallValue>(object));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory per object.
+
+std::size_t allocated_bytes = 0;
+
+/// Counts the bytes std::allocate_shared requests. Stateless, so the control block stores no
+/// allocator and has the layout make_shared gives it with std::allocator.
+template <class T>
+struct CountingAllocator {
+  using value_type = T;
+  CountingAllocator() = default;
+  template <class U>
+  CountingAllocator(const CountingAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) {
+    allocated_bytes += n * sizeof(T);
+    return std::allocator<T>().allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) noexcept { std::allocator<T>().deallocate(p, n); }
+  template <class U>
+  bool operator==(const CountingAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+
+/// The bytes std::make_shared<T>() requests: the control block and T in one block.
+template <class T>
+std::size_t make_shared_bytes() {
+  allocated_bytes = 0;
+  const auto object = std::allocate_shared<T>(CountingAllocator<T>());
+  return allocated_bytes;
+}
+
+/// The bytes memlens::make<T>() requests, as it computes them: the GcHead of a tracked object
+/// (padded to T's alignment), then T itself.
+template <class T>
+constexpr std::size_t make_bytes() {
+  if (!memlens::detail::is_tracked_type<T>) return sizeof(T);
+  return std::max(alignof(T), sizeof(memlens::detail::GcHead)) + sizeof(T);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Collecting the results of this run and printing their ratios.
+
+/// The console output, plus each benchmark's real time in nanoseconds for the summary.
+class SummaryReporter : public benchmark::ConsoleReporter {
+ public:
+  // Colors only on a terminal, so logs stay free of escape codes.
+  SummaryReporter() : ConsoleReporter(isatty(STDOUT_FILENO) ? OO_ColorTabular : OO_Tabular) {}
+
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& run : runs) {
+      if (run.error_occurred) continue;
+      const double ns =
+          run.GetAdjustedRealTime() * 1e9 / benchmark::GetTimeUnitMultiplier(run.time_unit);
+      if (run.run_type == Run::RT_Iteration) {
+        iterations_[run.run_name.str()].push_back(ns);
+      } else if (run.aggregate_name == "median") {
+        medians_[run.run_name.str()] = ns;
+      } else {
+        continue;
+      }
+      max_wait_ = std::max(max_wait_, run.GetAdjustedRealTime() / run.GetAdjustedCPUTime() - 1);
+    }
+  }
+
+  /// The real time per iteration: with --benchmark_repetitions, the median of the repetitions.
+  /// nullopt if the benchmark did not run (filtered out, or Boost missing).
+  std::optional<double> ns(const std::string& name) const {
+    if (auto it = medians_.find(name); it != medians_.end()) return it->second;
+    auto it = iterations_.find(name);
+    if (it == iterations_.end()) return std::nullopt;
+    std::vector<double> times = it->second;
+    std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
+    return times[times.size() / 2];
+  }
+
+  /// The largest share of a benchmark's real time spent waiting for a CPU (0.1 = 10% more real
+  /// time than CPU time): other processes competed with this one.
+  double max_wait() const { return max_wait_; }
+
+ private:
+  std::map<std::string, std::vector<double>> iterations_;
+  std::map<std::string, double> medians_;  // reported alone with --benchmark_report_aggregates_only
+  double max_wait_ = 0;
+};
+
+std::string verdict(bool met) { return met ? "goal met" : "goal NOT met"; }
+
+/// "9.8x faster" or "1.2x slower": how memlens compares with a peer.
+std::string ratio_text(double memlens_ns, double peer_ns) {
+  const double ratio = peer_ns / memlens_ns;
+  const double shown = ratio >= 1 ? ratio : 1 / ratio;
+  return fmt::format("{:.{}f}x {}", shown, shown < 10 ? 2 : 1, ratio >= 1 ? "faster" : "slower");
+}
+
+void print_row(std::string_view label, std::string_view figure, std::string_view comparison = "",
+               std::string_view goal = "") {
+  std::string row = fmt::format("  {:<44} {:>14}  {:<22} {}", label, figure, comparison, goal);
+  row.erase(row.find_last_not_of(' ') + 1);
+  fmt::print("{}\n", row);
+}
+
+void print_time_row(std::string_view label, std::optional<double> ns,
+                    std::string_view comparison = "", std::string_view goal = "") {
+  print_row(label, ns ? fmt::format("{:.2f} ns", *ns) : "n/a", comparison, goal);
+}
+
+/// One row for a peer, with memlens' speed relative to it.
+void print_peer_row(std::string_view label, std::optional<double> memlens_ns,
+                    std::optional<double> peer_ns, std::string_view goal = "") {
+  const std::string comparison =
+      memlens_ns && peer_ns ? fmt::format("memlens {}", ratio_text(*memlens_ns, *peer_ns)) : "";
+  print_time_row(label, peer_ns, comparison, goal);
+}
+
+bool shared_ptr_counts_are_atomic() {
+#ifdef MEMLENS_BENCH_HAVE_SINGLE_THREADED
+  return !__libc_single_threaded;
+#else
+  return true;  // older libstdc++ decides on __gthread_active_p, true once linked with pthread
+#endif
+}
+
+void print_summary(const SummaryReporter& results) {
+  fmt::print(
+      "\nSummary of this run: real time per iteration (the median of repetitions, if any), "
+      "memlens compared with each peer\n");
+  fmt::print("std::shared_ptr counts are {} here\n",
+             shared_ptr_counts_are_atomic() ? "atomic (a thread was started)"
+                                            : "NOT atomic: figures flatter shared_ptr");
+  if (results.max_wait() > 0.1) {
+    fmt::print(
+        "The machine was busy (real time up to {:.0f}% over CPU time): figures are noisy; "
+        "--benchmark_repetitions=5 reports medians\n",
+        100 * results.max_wait());
+  }
+  fmt::print("\n");
+
+  // Goals are judged only on figures this run produced.
+  auto goal = [](std::string_view what, std::optional<bool> met) {
+    return fmt::format("target {}: {}", what, met ? verdict(*met) : "n/a");
+  };
+
+  fmt::print("Copy a strong reference, then destroy the copy\n");
+  const auto ref = results.ns(names::ref_copy);
+  const auto shared = results.ns(names::shared_copy);
+  print_time_row("memlens::Ref", ref, "",
+                 goal("<= 1 ns", ref ? std::optional(*ref <= 1.0) : std::nullopt));
+  print_peer_row(
+      "std::shared_ptr", ref, shared,
+      goal(">= 5x faster", ref && shared ? std::optional(*shared >= 5 * *ref) : std::nullopt));
+#if MEMLENS_HAVE_BOOST
+  print_peer_row("boost::intrusive_ptr, thread_safe_counter", ref,
+                 results.ns(names::boost_safe_copy));
+  print_peer_row("boost::intrusive_ptr, thread_unsafe_counter", ref,
+                 results.ns(names::boost_unsafe_copy));
+#else
+  print_row("boost::intrusive_ptr", "n/a", "Boost not found");
+#endif
+  print_peer_row("naive intrusive pointer", ref, results.ns(names::naive_copy));
+
+  auto print_lifetime = [&](std::string_view title, const char* make, const char* make_shared,
+                            const char* new_delete) {
+    fmt::print("\n{}\n", title);
+    const auto ours = results.ns(make);
+    const auto theirs = results.ns(make_shared);
+    print_time_row("memlens::make", ours);
+    print_peer_row(
+        "std::make_shared", ours, theirs,
+        goal("no slower", ours && theirs ? std::optional(*ours <= *theirs) : std::nullopt));
+    print_peer_row("new + delete (no header, no count)", ours, results.ns(new_delete));
+  };
+  print_lifetime("Make an object, then destroy it: an int payload, untracked", names::make_small,
+                 names::make_shared_small, names::new_small);
+  print_lifetime(
+      "Make an object, then destroy it: holding a null reference (memlens: tracked by the GC)",
+      names::make_linked, names::make_shared_linked, names::new_linked);
+
+  fmt::print("\nLock a weak reference to a live object, then drop the result\n");
+  const auto weak = results.ns(names::weak_lock);
+  print_time_row("memlens::Weak::lock", weak);
+  print_peer_row("std::weak_ptr::lock", weak, results.ns(names::weak_ptr_lock));
+
+  fmt::print("\nMemory per object (bytes requested from operator new)\n");
+  constexpr std::size_t header = sizeof(memlens::Object);
+  constexpr std::size_t tracked_header = header + sizeof(memlens::detail::GcHead);
+  const std::size_t control_block = make_shared_bytes<LinkedValue>() - sizeof(LinkedValue);
+  print_row("memlens header, untracked", fmt::format("{} B", header), "",
+            goal("<= 16 B", header <= 16));
+  print_row("memlens header, tracked", fmt::format("{} B", tracked_header), "",
+            goal("<= 32 B", tracked_header <= 32));
+  print_row("std::make_shared control block (measured)", fmt::format("{} B", control_block));
+  print_row("int payload: make / make_shared / new",
+            fmt::format("{} / {} / {} B", make_bytes<SmallObject>(),
+                        make_shared_bytes<SmallValue>(), sizeof(SmallValue)));
+  print_row("with a reference: make / make_shared / new",
+            fmt::format("{} / {} / {} B", make_bytes<LinkedObject>(),
+                        make_shared_bytes<LinkedValue>(), sizeof(LinkedValue)));
+  print_row("handles: Ref / shared_ptr",
+            fmt::format("{} / {} B", sizeof(memlens::Ref<memlens::Object>),
+                        sizeof(std::shared_ptr<int>)));
+  print_row(
+      "handles: Weak / weak_ptr",
+      fmt::format("{} / {} B", sizeof(memlens::Weak<memlens::Object>), sizeof(std::weak_ptr<int>)));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // libstdc++ counts shared_ptr references without atomics while the process has never had a
+  // second thread; real programs have threads, so start one and measure the atomic path.
+  std::thread([] {}).join();
+
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  register_benchmarks();
+  SummaryReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  print_summary(reporter);
+  return 0;
+}
