@@ -51,23 +51,6 @@ class SubtractRefs final : public Visitor {
   }
 };
 
-/// Marks what is reachable from the roots pushed on `stack` (iteratively: no recursion).
-class MarkReachable final : public Visitor {
- public:
-  explicit MarkReachable(std::vector<Object*>& stack) : stack_(stack) {}
-  void visit_edge(const Edge& edge) override {
-    Object* target = &edge.referent();
-    std::uint32_t& f = Access::flags(target);
-    if ((f & (flag::collecting | flag::reachable)) == flag::collecting) {
-      f |= flag::reachable;
-      stack_.push_back(target);
-    }
-  }
-
- private:
-  std::vector<Object*>& stack_;
-};
-
 /// Collects the Weak handles objects list in their traverse.
 class OwnedWeakRefs final : public Visitor {
  public:
@@ -92,48 +75,69 @@ class TakeReferences final : public Visitor {
   std::vector<Ref<Object>>& taken_;
 };
 
-inline std::vector<Object*>& gc_mark_stack() {
-  static auto* stack = new std::vector<Object*>();  // reused: collections allocate nothing
-  return *stack;
-}
+/// What gc_partition found.
+struct GcPartition {
+  std::size_t reachable = 0;
+  std::size_t unreachable = 0;
+  bool weakrefs = false;    // some unreachable object may have weak references
+  bool finalizers = false;  // some unreachable object may have a finalizer that has not run
+};
 
-/// Splits `candidates` (every object flagged `collecting`, with gc_refs computed) into what is
-/// reachable from outside — appended to `reachable` with its flags cleared — and the rest, left
-/// in `unreachable`. Returns the number of reachable objects.
-inline std::size_t gc_partition(GcList& candidates, GcList& reachable, GcList& unreachable) {
-  auto& stack = gc_mark_stack();
-  stack.clear();
-  for (Object* o = candidates.first(); o != candidates.end(); o = gc_head(o)->next) {
-    std::uint32_t& f = Access::flags(o);
-    if (!(f & flag::collecting) || gc_refs(o) > 0) {
-      f |= flag::reachable;
-      stack.push_back(o);
+/// Visits the references of an object found reachable (CPython's visit_reachable): a candidate
+/// already moved to `unreachable` goes back to the end of the list being scanned, one not
+/// scanned yet gets gc_refs 1 so that the scan keeps it.
+class MoveReachable final : public Visitor {
+ public:
+  MoveReachable(GcList& scanned, GcPartition& result) : scanned_(scanned), result_(result) {}
+  void visit_edge(const Edge& edge) override {
+    Object* target = &edge.referent();
+    std::uint32_t& f = Access::flags(target);
+    if (!(f & flag::collecting)) return;  // outside the set, or already scanned as reachable
+    if (f & flag::unreachable) {
+      f &= ~flag::unreachable;
+      gc_list_move(target, scanned_);
+      gc_refs(target) = 1;
+      --result_.unreachable;
+    } else if (gc_refs(target) == 0) {
+      gc_refs(target) = 1;
     }
   }
-  MarkReachable mark(stack);
-  while (!stack.empty()) {
-    Object* o = stack.back();
-    stack.pop_back();
-    if (Access::flags(o) & flag::collecting) o->traverse(mark);
-  }
-  // gc_refs overwrote the prev links: rebuild both lists from the next links.
-  std::size_t kept = 0;
-  Object* o = candidates.first();
-  const Object* end = candidates.end();
-  candidates.head.next = candidates.head.prev = &candidates.anchor;
-  while (o != end) {
-    Object* next = gc_head(o)->next;
+
+ private:
+  GcList& scanned_;
+  GcPartition& result_;
+};
+
+/// Moves what is not reachable from outside `candidates` (every object flagged `collecting`,
+/// with gc_refs computed) to `unreachable`, in one scan as CPython's move_unreachable; what stays
+/// has its flags cleared and its prev links, which gc_refs overwrote, rebuilt.
+inline GcPartition gc_partition(GcList& candidates, GcList& unreachable) {
+  GcPartition result;
+  MoveReachable visit(candidates, result);
+  Object* prev = &candidates.anchor;
+  for (Object* o = candidates.first(); o != candidates.end(); o = gc_head(prev)->next) {
+    GcHead* h = gc_head(o);
     std::uint32_t& f = Access::flags(o);
-    if (f & flag::reachable) {
-      f &= ~(flag::reachable | flag::collecting);
-      gc_list_append(o, reachable);
-      ++kept;
+    if (!(f & flag::collecting) || h->refs > 0) {
+      // Reachable. An object outside the set (being destroyed) is not traversed.
+      const bool traverse = f & flag::collecting;
+      f &= ~flag::collecting;
+      h->prev = prev;
+      if (traverse) o->traverse(visit);  // may append to `candidates`, after o
+      prev = o;
+      ++result.reachable;
     } else {
+      // Unreachable for now; MoveReachable brings it back if a later object reaches it.
+      gc_head(prev)->next = h->next;
+      f |= flag::unreachable;
       gc_list_append(o, unreachable);
+      ++result.unreachable;
+      result.weakrefs |= (f & flag::has_weakrefs) != 0;
+      result.finalizers |= (f & (flag::has_finalizer | flag::finalized)) == flag::has_finalizer;
     }
-    o = next;
   }
-  return kept;
+  candidates.head.prev = prev;  // the last object kept: the scan never moves the tail it appends to
+  return result;
 }
 
 /// Flags every object of `list` as a candidate and sets its gc_refs to its count minus the
@@ -143,10 +147,10 @@ inline void gc_compute_refs(GcList& list) {
   for (Object* o = list.first(); o != list.end(); o = gc_head(o)->next) {
     const std::uint32_t count = Access::refcnt(o);
     if (count == 0) {
-      Access::flags(o) &= ~flag::collecting;
+      Access::flags(o) &= ~(flag::collecting | flag::unreachable);
       continue;
     }
-    Access::flags(o) |= flag::collecting;
+    Access::flags(o) = (Access::flags(o) | flag::collecting) & ~flag::unreachable;
     gc_refs(o) = count;
   }
   SubtractRefs subtract;
@@ -218,7 +222,7 @@ inline void gc_finalize_garbage(GcList& unreachable, GcList& old) {
     std::uint32_t& f = Access::flags(o);
     if ((f & (flag::has_finalizer | flag::finalized)) != flag::has_finalizer) continue;
     if (Access::refcnt(o) == 0) {  // queued for destruction by an outer release
-      f &= ~flag::collecting;
+      f &= ~(flag::collecting | flag::unreachable);
       gc_list_move(o, old);
       continue;
     }
@@ -254,7 +258,7 @@ inline void gc_delete_garbage(GcList& unreachable, GcList& old) {
     }
     if (!unreachable.empty() && unreachable.first() == o) {
       // Still alive (saved, referenced from elsewhere, or queued): it may die later.
-      Access::flags(o) &= ~flag::collecting;
+      Access::flags(o) &= ~(flag::collecting | flag::unreachable);
       gc_list_move(o, old);
     }
   }
@@ -270,31 +274,21 @@ inline std::size_t gc_collect_main(int generation) noexcept {
   GcList& old = generation < 2 ? st.generations[generation + 1] : young;
 
   gc_compute_refs(young);
-  GcList survivors;
   GcList unreachable;
-  const std::size_t kept = gc_partition(young, survivors, unreachable);
-  gc_list_merge(survivors, young);
+  const GcPartition partition = gc_partition(young, unreachable);
   if (&young != &old) {
-    if (generation == 1) st.long_lived_pending += kept;
+    if (generation == 1) st.long_lived_pending += partition.reachable;
     gc_list_merge(young, old);
   } else {
     st.long_lived_pending = 0;
-    st.long_lived_total = kept;
+    st.long_lived_total = partition.reachable;
   }
-  // One pass to learn what the garbage needs: most garbage has neither weak references nor
-  // finalizers, and then no user code runs before it is freed.
-  std::size_t found = 0;
-  bool weakly_referenced = false;
-  bool finalizable = false;
-  for (Object* o = unreachable.first(); o != unreachable.end(); o = gc_head(o)->next) {
-    const std::uint32_t f = Access::flags(o);
-    weakly_referenced = weakly_referenced || (f & flag::has_weakrefs);
-    finalizable = finalizable || (f & (flag::has_finalizer | flag::finalized)) == flag::has_finalizer;
-    ++found;
-  }
+  // The partition also learnt what the garbage needs: most garbage has neither weak references
+  // nor finalizers, and then no user code runs before it is freed.
+  const std::size_t found = partition.unreachable;
   bool user_code_ran = false;
-  if (weakly_referenced) user_code_ran = gc_handle_weakrefs(unreachable);
-  if (finalizable) {
+  if (partition.weakrefs) user_code_ran = gc_handle_weakrefs(unreachable);
+  if (partition.finalizers) {
     gc_finalize_garbage(unreachable, old);
     user_code_ran = true;
   }
@@ -303,7 +297,8 @@ inline std::size_t gc_collect_main(int generation) noexcept {
     // reaches.
     gc_compute_refs(unreachable);
     GcList still_unreachable;
-    gc_partition(unreachable, old, still_unreachable);
+    gc_partition(unreachable, still_unreachable);
+    gc_list_merge(unreachable, old);
     gc_list_merge(still_unreachable, unreachable);
   }
   gc_delete_garbage(unreachable, old);

@@ -54,7 +54,7 @@ inline constexpr std::uint32_t has_weakrefs = 1u << 2;   // has an entry in the 
 inline constexpr std::uint32_t finalized = 1u << 3;      // finalize() already ran (PEP 442)
 inline constexpr std::uint32_t has_finalizer = 1u << 4;  // the type overrides finalize()
 inline constexpr std::uint32_t collecting = 1u << 5;     // in the set a collection examines
-inline constexpr std::uint32_t reachable = 1u << 6;      // found reachable by that collection
+inline constexpr std::uint32_t unreachable = 1u << 6;    // in that collection's unreachable list
 inline constexpr int align_shift = 10;                    // 5 bits: log2(alignof(most derived))
 inline constexpr std::uint32_t align_mask = 31u << align_shift;
 inline constexpr int offset_shift = 15;  // 17 bits: offset of the Object base in the allocation
@@ -149,8 +149,12 @@ inline std::size_t prefix_size(std::uint32_t flags) noexcept {
   return align > sizeof(GcHead) ? align : sizeof(GcHead);
 }
 inline GcHead* gc_head(const Object* o) noexcept {
-  auto* start = reinterpret_cast<char*>(const_cast<Object*>(o)) - object_offset(Access::flags(o));
-  return reinterpret_cast<GcHead*>(start - sizeof(GcHead));
+  // The branch lets the CPU load the head before the flags arrive when the Object base starts
+  // the allocation (nearly always); the arithmetic alone would wait for them on every hop.
+  auto* head = reinterpret_cast<GcHead*>(const_cast<Object*>(o)) - 1;
+  const std::uint32_t offset = object_offset(Access::flags(o));
+  if (offset == 0) [[likely]] return head;
+  return reinterpret_cast<GcHead*>(reinterpret_cast<char*>(head) - offset);
 }
 
 /// The head of a circular list of tracked objects: a GcHead followed by an Object, laid out as a
