@@ -82,8 +82,12 @@ Ref<T> make(Args&&... args) {
   constexpr std::size_t prefix =
       tracked ? (align > sizeof(detail::GcHead) ? align : sizeof(detail::GcHead)) : 0;
 
+  constexpr std::size_t size = prefix + sizeof(S);
+  // Small objects of the usual alignment come from the pool (detail/pool.hpp).
+  constexpr bool pooled = detail::pool::enabled && align <= detail::pool::granularity &&
+                          size <= detail::pool::max_block;
   if constexpr (tracked) detail::gc_on_allocation();  // may collect, as CPython's allocator does
-  void* memory = detail::allocate(prefix + sizeof(S), align);
+  void* memory = pooled ? detail::pool::allocate(size) : detail::allocate(size, align);
   S* object;
   try {
     if constexpr (detail::is_object_type<T>) {
@@ -92,7 +96,11 @@ Ref<T> make(Args&&... args) {
       object = ::new (static_cast<char*>(memory) + prefix) S(std::in_place, std::forward<Args>(args)...);
     }
   } catch (...) {
-    detail::deallocate(memory, align);
+    if (pooled) {
+      detail::pool::deallocate(memory);
+    } else {
+      detail::deallocate(memory, align);
+    }
     if (tracked && detail::gc_state().counts[0] > 0) --detail::gc_state().counts[0];
     throw;
   }
@@ -104,6 +112,7 @@ Ref<T> make(Args&&... args) {
   flags |= detail::flag::heap | (detail::log2_of(align) << detail::flag::align_shift) |
            (offset << detail::flag::offset_shift);
   if constexpr (detail::has_finalizer<S>) flags |= detail::flag::has_finalizer;
+  if constexpr (pooled) flags |= detail::flag::pooled;
   if constexpr (tracked) {
     flags |= detail::flag::tracked;
     detail::gc_list_append(const_cast<Object*>(base), detail::gc_state().generations[0]);

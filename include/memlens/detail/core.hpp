@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "memlens/config.hpp"
+#include "memlens/detail/pool.hpp"
 #include "memlens/fwd.hpp"
 
 #if __has_include(<cxxabi.h>)
@@ -55,6 +56,7 @@ inline constexpr std::uint32_t finalized = 1u << 3;      // finalize() already r
 inline constexpr std::uint32_t has_finalizer = 1u << 4;  // the type overrides finalize()
 inline constexpr std::uint32_t collecting = 1u << 5;     // in the set a collection examines
 inline constexpr std::uint32_t unreachable = 1u << 6;    // in that collection's unreachable list
+inline constexpr std::uint32_t pooled = 1u << 7;         // allocated by detail::pool
 inline constexpr int align_shift = 10;                    // 5 bits: log2(alignof(most derived))
 inline constexpr std::uint32_t align_mask = 31u << align_shift;
 inline constexpr int offset_shift = 15;  // 17 bits: offset of the Object base in the allocation
@@ -473,18 +475,17 @@ inline void destroy(Object* o) noexcept {
     gc_list_remove(o);
     if (gc_state().counts[0] > 0) --gc_state().counts[0];  // as CPython's PyObject_GC_Del
   }
-  // The usual layout: Object is the first base and the alignment is the default one.
+  // The usual layout (Object is the first base, the default alignment) needs no decoding.
   const bool usual = (f >> flag::offset_shift) == 0 &&
                      object_align(f) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
-  if (MEMLENS_LIKELY(usual)) {
-    void* start = reinterpret_cast<char*>(o) - ((f & flag::tracked) ? sizeof(GcHead) : 0);
-    o->~Object();
-    ::operator delete(start);
-    return;
-  }
-  void* start = reinterpret_cast<char*>(o) - object_offset(f) - prefix_size(f);
+  void* start = usual ? reinterpret_cast<char*>(o) - ((f & flag::tracked) ? sizeof(GcHead) : 0)
+                      : reinterpret_cast<char*>(o) - object_offset(f) - prefix_size(f);
   o->~Object();
-  deallocate(start, object_align(f));
+  if (f & flag::pooled) {
+    pool::deallocate(start);
+  } else {
+    deallocate(start, object_align(f));
+  }
 }
 
 /// Destroys the releases queued by the trashcan, including those they queue in turn.
