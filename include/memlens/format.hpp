@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "memlens/detail/trace_format.hpp"
 #include "memlens/object.hpp"
 #include "memlens/weakref.hpp"
 

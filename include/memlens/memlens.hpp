@@ -9,5 +9,6 @@
 #include "memlens/object.hpp"
 #include "memlens/sys.hpp"
 #include "memlens/threads.hpp"
+#include "memlens/tracemalloc.hpp"
 #include "memlens/visit.hpp"
 #include "memlens/weakref.hpp"

@@ -1,0 +1,429 @@
+// memlens: the tracer behind memlens::tracemalloc (internal). State, the two tables (live traces
+// keyed by address, interned tracebacks) and stack capture. Everything on the allocation path
+// lives here and allocates only with malloc, never with operator new, so the tracer never sees
+// its own allocations. See docs/design.md, "tracemalloc".
+#pragma once
+
+#include <pthread.h>
+#include <sched.h>
+#include <unwind.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "memlens/config.hpp"
+
+namespace memlens::detail::trace {
+
+/// The largest traceback limit start() accepts.
+inline constexpr int max_nframe = 256;
+/// Frames captured beyond the limit, so that the frames inside memlens and the standard library
+/// that symbolization drops still leave `nframe` frames of user code.
+inline constexpr int extra_frames = 16;
+
+/// A test-and-test-and-set lock: constant-initialized, never destroyed, never allocates.
+class SpinLock {
+ public:
+  void lock() noexcept {
+    for (;;) {
+      if (!locked_.exchange(true, std::memory_order_acquire)) return;
+      int spins = 0;
+      while (locked_.load(std::memory_order_relaxed)) {
+        if (++spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+          __builtin_ia32_pause();
+#endif
+        } else {
+          sched_yield();
+          spins = 0;
+        }
+      }
+    }
+  }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
+
+/// One live traced allocation: 24 bytes.
+struct TraceEntry {
+  std::uintptr_t ptr;
+  std::size_t size;
+  std::uint32_t traceback;
+  std::uint32_t domain;
+};
+static_assert(sizeof(TraceEntry) == 24);
+
+/// An interned traceback: `count` return addresses at `frames + offset`, most recent first.
+struct TracebackRecord {
+  std::uint64_t hash;
+  std::uint32_t offset;
+  std::uint32_t count;
+};
+
+inline std::uint64_t mix(std::uint64_t x) noexcept {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  return x;
+}
+
+/// Open addressing, linear probing, backward-shift deletion (no tombstones). ptr 0 is empty.
+struct TraceTable {
+  TraceEntry* slots = nullptr;
+  std::size_t capacity = 0;  // a power of two, or 0
+  std::size_t count = 0;
+
+  /// Locality-preserving, as CPython's pointer hash: neighbouring blocks get neighbouring slots,
+  /// so allocation order means cache-friendly order; the higher bits are folded in so that
+  /// blocks far apart do not pile up in one cluster.
+  std::size_t home(std::uintptr_t ptr, std::uint32_t domain) const noexcept {
+    std::uint64_t x = (std::uint64_t{ptr} >> 4) ^ (std::uint64_t{domain} * 0x9e3779b97f4a7c15ULL);
+    x ^= x >> __builtin_ctzll(capacity);
+    return static_cast<std::size_t>(x) & (capacity - 1);
+  }
+  TraceEntry* find(std::uintptr_t ptr, std::uint32_t domain) const noexcept {
+    if (count == 0) return nullptr;
+    for (std::size_t i = home(ptr, domain);; i = (i + 1) & (capacity - 1)) {
+      TraceEntry& e = slots[i];
+      if (e.ptr == 0) return nullptr;
+      if (e.ptr == ptr && e.domain == domain) return &e;
+    }
+  }
+  bool grow() noexcept {
+    std::size_t new_capacity = capacity ? capacity * 2 : 1024;
+    auto* fresh = static_cast<TraceEntry*>(std::calloc(new_capacity, sizeof(TraceEntry)));
+    if (!fresh) return false;
+    TraceEntry* old = slots;
+    std::size_t old_capacity = capacity;
+    slots = fresh;
+    capacity = new_capacity;
+    for (std::size_t i = 0; i < old_capacity; ++i) {
+      if (old[i].ptr == 0) continue;
+      std::size_t j = home(old[i].ptr, old[i].domain);
+      while (slots[j].ptr != 0) j = (j + 1) & (capacity - 1);
+      slots[j] = old[i];
+    }
+    std::free(old);
+    return true;
+  }
+  /// Inserts or replaces; returns the slot, or nullptr when out of memory. `*replaced` gets
+  /// the size of an entry with the same key that was still there (a free the tracer missed).
+  TraceEntry* insert(std::uintptr_t ptr, std::uint32_t domain, std::size_t* replaced) noexcept {
+    *replaced = 0;
+    if ((count + 1) * 4 > capacity * 3 && !grow()) return nullptr;
+    std::size_t i = home(ptr, domain);
+    for (;; i = (i + 1) & (capacity - 1)) {
+      TraceEntry& e = slots[i];
+      if (e.ptr == 0) break;
+      if (e.ptr == ptr && e.domain == domain) {
+        *replaced = e.size;
+        return &e;
+      }
+    }
+    ++count;
+    slots[i].ptr = ptr;
+    slots[i].domain = domain;
+    return &slots[i];
+  }
+  void erase(TraceEntry* e) noexcept {
+    std::size_t mask = capacity - 1;
+    std::size_t i = static_cast<std::size_t>(e - slots);
+    for (std::size_t j = (i + 1) & mask; slots[j].ptr != 0; j = (j + 1) & mask) {
+      std::size_t k = home(slots[j].ptr, slots[j].domain);
+      // slots[j] may move into the hole at i unless its home lies cyclically in (i, j].
+      bool stays = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
+      if (!stays) {
+        slots[i] = slots[j];
+        i = j;
+      }
+    }
+    slots[i] = TraceEntry{};
+    --count;
+  }
+  void clear() noexcept {
+    std::free(slots);
+    *this = TraceTable{};
+  }
+  std::size_t memory() const noexcept { return capacity * sizeof(TraceEntry); }
+};
+
+/// Interns frame sequences: each distinct sequence gets one id, stored once.
+struct TracebackTable {
+  TracebackRecord* records = nullptr;
+  std::uint32_t nrecords = 0, records_capacity = 0;
+  std::uintptr_t* frames = nullptr;
+  std::size_t nframes = 0, frames_capacity = 0;
+  std::uint32_t* index = nullptr;  // id + 1, 0 is empty
+  std::size_t index_capacity = 0;
+
+  static constexpr std::uint32_t none = 0xffffffffU;
+
+  static std::uint64_t hash_of(const std::uintptr_t* pcs, int n) noexcept {
+    std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ static_cast<std::uint64_t>(n);
+    for (int i = 0; i < n; ++i) h = mix(h ^ pcs[i]) + 0x9e3779b97f4a7c15ULL;
+    return h;
+  }
+  bool same(const TracebackRecord& r, const std::uintptr_t* pcs, int n) const noexcept {
+    return r.count == static_cast<std::uint32_t>(n) &&
+           (n == 0 || std::memcmp(frames + r.offset, pcs, sizeof(std::uintptr_t) * n) == 0);
+  }
+  bool grow_index() noexcept {
+    std::size_t cap = index_capacity ? index_capacity * 2 : 256;
+    auto* fresh = static_cast<std::uint32_t*>(std::calloc(cap, sizeof(std::uint32_t)));
+    if (!fresh) return false;
+    for (std::uint32_t id = 0; id < nrecords; ++id) {
+      std::size_t j = records[id].hash & (cap - 1);
+      while (fresh[j] != 0) j = (j + 1) & (cap - 1);
+      fresh[j] = id + 1;
+    }
+    std::free(index);
+    index = fresh;
+    index_capacity = cap;
+    return true;
+  }
+  template <class T>
+  static bool reserve(T*& array, std::size_t& capacity, std::size_t needed) noexcept {
+    if (needed <= capacity) return true;
+    std::size_t cap = capacity ? capacity : 256;
+    while (cap < needed) cap *= 2;
+    auto* fresh = static_cast<T*>(std::realloc(array, cap * sizeof(T)));
+    if (!fresh) return false;
+    array = fresh;
+    capacity = cap;
+    return true;
+  }
+  /// The id of the sequence, adding it when new; `none` when out of memory.
+  std::uint32_t intern(const std::uintptr_t* pcs, int n) noexcept {
+    std::uint64_t h = hash_of(pcs, n);
+    if (index_capacity) {
+      for (std::size_t j = h & (index_capacity - 1); index[j] != 0;
+           j = (j + 1) & (index_capacity - 1)) {
+        const TracebackRecord& r = records[index[j] - 1];
+        if (r.hash == h && same(r, pcs, n)) return index[j] - 1;
+      }
+    }
+    if ((std::size_t{nrecords} + 1) * 2 > index_capacity && !grow_index()) return none;
+    std::size_t rc = records_capacity;
+    if (!reserve(records, rc, std::size_t{nrecords} + 1)) return none;
+    records_capacity = static_cast<std::uint32_t>(rc);
+    if (nframes + static_cast<std::size_t>(n) > 0xffffffffU) return none;
+    if (!reserve(frames, frames_capacity, nframes + static_cast<std::size_t>(n))) return none;
+    if (n > 0) std::memcpy(frames + nframes, pcs, sizeof(std::uintptr_t) * n);
+    std::uint32_t id = nrecords++;
+    records[id] =
+        TracebackRecord{h, static_cast<std::uint32_t>(nframes), static_cast<std::uint32_t>(n)};
+    nframes += static_cast<std::size_t>(n);
+    std::size_t j = h & (index_capacity - 1);
+    while (index[j] != 0) j = (j + 1) & (index_capacity - 1);
+    index[j] = id + 1;
+    return id;
+  }
+  void clear() noexcept {
+    std::free(records);
+    std::free(frames);
+    std::free(index);
+    *this = TracebackTable{};
+  }
+  std::size_t memory() const noexcept {
+    return records_capacity * sizeof(TracebackRecord) + frames_capacity * sizeof(std::uintptr_t) +
+           index_capacity * sizeof(std::uint32_t);
+  }
+};
+
+/// The tracer's state: constant-initialized and never destroyed, so the hook works before main
+/// and after exit. `tracing` is written only with `lock` held; the hook reads it relaxed first
+/// (the idle cost) and again under the lock.
+struct State {
+  std::atomic<bool> tracing{false};
+  std::atomic<int> nframe{1};
+  SpinLock lock;
+  TraceTable traces;
+  TracebackTable tracebacks;
+  std::size_t current = 0;
+  std::size_t peak = 0;
+};
+
+inline constinit State state{};
+
+/// Set while this thread runs tracer code that may allocate, so that those allocations are
+/// neither traced nor able to take the lock this thread already holds.
+inline thread_local constinit bool in_tracer = false;
+
+class TracerScope {
+ public:
+  TracerScope() noexcept : previous_(in_tracer) { in_tracer = true; }
+  ~TracerScope() { in_tracer = previous_; }
+  TracerScope(const TracerScope&) = delete;
+  TracerScope& operator=(const TracerScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
+/// Holds the tracer's lock, inside a TracerScope: whatever this thread allocates or frees
+/// meanwhile (table growth, a snapshot's copy; under clang's sanitizers even malloc and free are
+/// hooked) stays out of the tracer instead of waiting for the lock this thread holds.
+class LockGuard {
+ public:
+  LockGuard() noexcept { state.lock.lock(); }
+  ~LockGuard() { state.lock.unlock(); }
+  LockGuard(const LockGuard&) = delete;
+  LockGuard& operator=(const LockGuard&) = delete;
+
+ private:
+  TracerScope scope_;
+};
+
+/// Whether the hook should do anything: the only cost of the hook while tracing is off.
+inline bool tracing() noexcept { return state.tracing.load(std::memory_order_relaxed); }
+
+struct StackBounds {
+  std::uintptr_t low = 0;
+  std::uintptr_t high = 0;
+};
+
+inline thread_local constinit StackBounds stack_bounds{};
+
+inline const StackBounds& current_stack_bounds() noexcept {
+  StackBounds& b = stack_bounds;
+  if (b.high == 0) {
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+      void* addr = nullptr;
+      std::size_t size = 0;
+      if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+        b.low = reinterpret_cast<std::uintptr_t>(addr);
+        b.high = b.low + size;
+      }
+      pthread_attr_destroy(&attr);
+    }
+    if (b.high == 0) b.low = b.high = 1;  // unknown: capture nothing rather than crash
+  }
+  return b;
+}
+
+/**
+ * Return addresses of the frames above `frame` (the frame pointer of a memlens entry point),
+ * most recent first, by following the saved frame-pointer chain. Each step is checked: the next
+ * frame must be higher on this thread's stack and aligned; the walk stops at the first frame
+ * that is not, so code built without frame pointers shortens tracebacks but cannot crash them.
+ */
+#if defined(__clang__) || defined(__GNUC__)
+__attribute__((no_sanitize("address"), noinline))
+#endif
+inline int
+walk_frames(const void* frame, std::uintptr_t* out, int max) noexcept {
+  const StackBounds& b = current_stack_bounds();
+  auto fp = reinterpret_cast<std::uintptr_t>(frame);
+  int n = 0;
+  while (n < max) {
+    if (fp < b.low || fp > b.high - 2 * sizeof(std::uintptr_t) ||
+        (fp % sizeof(std::uintptr_t)) != 0) {
+      break;
+    }
+    const auto* slots = reinterpret_cast<const std::uintptr_t*>(fp);
+    std::uintptr_t ret = slots[1];
+    if (ret == 0) break;
+    out[n++] = ret;
+    std::uintptr_t next = slots[0];
+    if (next <= fp) break;
+    fp = next;
+  }
+  return n;
+}
+
+/// Frames the unwinder reports beyond those of walk_frames: its own and the hook's, and under
+/// clang's sanitizers those of the sanitizer's allocator (all dropped at symbolization).
+inline constexpr int unwinder_extra_frames = 32;
+
+struct UnwindState {
+  std::uintptr_t* out;
+  int n;
+  int max;
+};
+
+inline _Unwind_Reason_Code unwind_one(_Unwind_Context* context, void* arg) noexcept {
+  auto* s = static_cast<UnwindState*>(arg);
+  if (s->n >= s->max) return _URC_END_OF_STACK;
+  auto pc = static_cast<std::uintptr_t>(_Unwind_GetIP(context));
+  if (pc == 0) return _URC_END_OF_STACK;
+  s->out[s->n++] = pc;
+  return _URC_NO_REASON;
+}
+
+/// Return addresses from the DWARF unwinder (.eh_frame): slower than walk_frames, but needs no
+/// frame pointers. Used under clang's sanitizers (whose allocator has none) and everywhere when
+/// MEMLENS_TRACEMALLOC_UNWIND is defined (consistently, in every translation unit).
+inline int unwind_frames(std::uintptr_t* out, int max) noexcept {
+  UnwindState s{out, 0, max};
+  _Unwind_Backtrace(unwind_one, &s);
+  return s.n;
+}
+
+/// Records an allocation. `frame` is the frame address of the memlens entry point the user's
+/// code called (operator new, Allocator::allocate, track), so the first frame is its caller;
+/// nullptr asks for the unwinder.
+MEMLENS_NOINLINE inline void on_alloc(std::uintptr_t ptr, std::size_t size, std::uint32_t domain,
+                                      const void* frame) noexcept {
+  if (ptr == 0 || in_tracer) return;
+  TracerScope scope;
+  std::uintptr_t pcs[max_nframe + extra_frames + unwinder_extra_frames];
+  int limit = state.nframe.load(std::memory_order_relaxed) + extra_frames;
+#ifdef MEMLENS_TRACEMALLOC_UNWIND
+  frame = nullptr;
+#endif
+  int n =
+      frame ? walk_frames(frame, pcs, limit) : unwind_frames(pcs, limit + unwinder_extra_frames);
+  LockGuard lock;
+  if (!state.tracing.load(std::memory_order_relaxed)) return;
+  std::uint32_t tb = state.tracebacks.intern(pcs, n);
+  if (tb == TracebackTable::none) return;
+  std::size_t replaced = 0;
+  TraceEntry* e = state.traces.insert(ptr, domain, &replaced);
+  if (e == nullptr) return;
+  e->size = size;
+  e->traceback = tb;
+  state.current = state.current - replaced + size;
+  if (state.current > state.peak) state.peak = state.current;
+}
+
+/// Forgets an allocation; nothing happens when it was not traced.
+MEMLENS_NOINLINE inline void on_free(std::uintptr_t ptr, std::uint32_t domain) noexcept {
+  if (ptr == 0 || in_tracer) return;
+  TracerScope scope;
+  LockGuard lock;
+  TraceEntry* e = state.traces.find(ptr, domain);
+  if (e == nullptr) return;
+  state.current -= e->size;
+  state.traces.erase(e);
+}
+
+/// raw_allocate for Allocator and malloc_resource, which trace by themselves: hidden from the
+/// malloc hooks used under clang's sanitizers, so that nothing is traced twice.
+inline void* untraced_allocate(std::size_t size, std::size_t alignment) noexcept;
+/// free, hidden from those hooks too.
+inline void untraced_free(void* p) noexcept {
+  TracerScope scope;
+  std::free(p);
+}
+
+/// malloc for an alignment, with operator new's meaning of size 0 (a unique pointer).
+inline void* raw_allocate(std::size_t size, std::size_t alignment) noexcept {
+  if (size == 0) size = 1;
+  if (alignment <= alignof(std::max_align_t)) return std::malloc(size);
+  if (alignment < sizeof(void*)) alignment = sizeof(void*);
+  void* p = nullptr;
+  return posix_memalign(&p, alignment, size) == 0 ? p : nullptr;
+}
+
+inline void* untraced_allocate(std::size_t size, std::size_t alignment) noexcept {
+  TracerScope scope;
+  return raw_allocate(size, alignment);
+}
+
+}  // namespace memlens::detail::trace

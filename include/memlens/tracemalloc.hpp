@@ -1,0 +1,832 @@
+// memlens: Python's tracemalloc for C++: how much memory, allocated where, growing where.
+// Allocations reach the tracer through memlens/track_new.hpp (the global operator new/delete,
+// included in exactly one .cpp of a program), tracemalloc::Allocator<T>, TracingResource (pmr)
+// or track()/untrack(). See docs/design.md, "tracemalloc".
+#pragma once
+
+#include <fnmatch.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <memory_resource>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "memlens/config.hpp"
+#include "memlens/detail/trace_core.hpp"
+#include "memlens/detail/trace_symbols.hpp"
+#include "memlens/errors.hpp"
+
+namespace memlens::tracemalloc {
+
+/// Thrown by take_snapshot() when tracemalloc is not tracing (Python's RuntimeError).
+class TracingError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// A snapshot file is missing, unreadable, truncated or corrupt; the message names the path.
+class SnapshotFileError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// One frame of a traceback. `lineno` is 0 and `filename` "<unknown>" when the code has no
+/// debug information (build with -g) or addr2line is missing.
+struct Frame {
+  std::string filename;
+  int lineno = 0;
+  std::string function;
+
+  friend bool operator==(const Frame&, const Frame&) = default;
+  friend auto operator<=>(const Frame&, const Frame&) = default;
+};
+
+/// Where an allocation was made: frames, most recent first (front() is the line that allocated).
+class Traceback {
+ public:
+  using value_type = Frame;
+  using const_iterator = std::vector<Frame>::const_iterator;
+
+  Traceback() : frames_(empty_frames()) {}
+  explicit Traceback(std::vector<Frame> frames)
+      : frames_(std::make_shared<const std::vector<Frame>>(std::move(frames))) {}
+
+  std::size_t size() const noexcept { return frames_->size(); }
+  bool empty() const noexcept { return frames_->empty(); }
+  const Frame& operator[](std::size_t i) const { return (*frames_)[i]; }
+  const Frame& front() const { return frames_->front(); }
+  const Frame& back() const { return frames_->back(); }
+  const_iterator begin() const noexcept { return frames_->begin(); }
+  const_iterator end() const noexcept { return frames_->end(); }
+
+  /**
+   * The lines Python's Traceback.format() gives: per frame `  File "<file>", line <n>, in <f>`
+   * and, when the source file is readable, the stripped source line indented by four. Oldest
+   * frame first, as Python prints tracebacks, unless `most_recent_first`; `limit` keeps the
+   * most recent `limit` frames (a negative limit the oldest).
+   */
+  std::vector<std::string> format(std::optional<int> limit = std::nullopt,
+                                  bool most_recent_first = false) const {
+    std::vector<Frame> frames(begin(), end());  // most recent first
+    if (limit) {
+      std::size_t n = static_cast<std::size_t>(*limit >= 0 ? *limit : -*limit);
+      n = std::min(n, frames.size());
+      if (*limit >= 0) {
+        frames.resize(n);
+      } else {
+        frames.erase(frames.begin(), frames.end() - static_cast<std::ptrdiff_t>(n));
+      }
+    }
+    if (!most_recent_first) std::reverse(frames.begin(), frames.end());
+    std::vector<std::string> lines;
+    for (const Frame& f : frames) {
+      std::string line = "  File \"" + f.filename + "\", line " + std::to_string(f.lineno);
+      if (!f.function.empty()) line += ", in " + f.function;
+      lines.push_back(std::move(line));
+      if (std::string source = source_line(f.filename, f.lineno); !source.empty()) {
+        lines.push_back("    " + source);
+      }
+    }
+    return lines;
+  }
+
+  friend bool operator==(const Traceback& a, const Traceback& b) {
+    return a.frames_ == b.frames_ || *a.frames_ == *b.frames_;
+  }
+  friend auto operator<=>(const Traceback& a, const Traceback& b) {
+    return *a.frames_ <=> *b.frames_;
+  }
+
+ private:
+  static const std::shared_ptr<const std::vector<Frame>>& empty_frames() {
+    static const auto* empty =
+        new std::shared_ptr<const std::vector<Frame>>(std::make_shared<const std::vector<Frame>>());
+    return *empty;
+  }
+  static std::string source_line(const std::string& filename, int lineno) {
+    if (lineno <= 0) return {};
+    std::ifstream in(filename);
+    std::string line;
+    for (int i = 0; i < lineno; ++i) {
+      if (!std::getline(in, line)) return {};
+    }
+    auto first = line.find_first_not_of(" \t");
+    auto last = line.find_last_not_of(" \t\r");
+    return first == std::string::npos ? std::string() : line.substr(first, last - first + 1);
+  }
+
+  std::shared_ptr<const std::vector<Frame>> frames_;
+};
+
+}  // namespace memlens::tracemalloc
+
+template <>
+struct std::hash<memlens::tracemalloc::Frame> {
+  std::size_t operator()(const memlens::tracemalloc::Frame& f) const noexcept {
+    std::size_t h = std::hash<std::string>()(f.filename);
+    h = h * 31 + static_cast<std::size_t>(f.lineno);
+    return h * 31 + std::hash<std::string>()(f.function);
+  }
+};
+
+template <>
+struct std::hash<memlens::tracemalloc::Traceback> {
+  std::size_t operator()(const memlens::tracemalloc::Traceback& t) const noexcept {
+    std::size_t h = t.size();
+    for (const auto& f : t) h = h * 1000003 ^ std::hash<memlens::tracemalloc::Frame>()(f);
+    return h;
+  }
+};
+
+namespace memlens::tracemalloc {
+
+/// One live allocation in a snapshot (Python's tracemalloc.Trace).
+struct Trace {
+  unsigned domain = 0;
+  std::size_t size = 0;
+  Traceback traceback;
+};
+
+/// Memory allocated at one place (Python's tracemalloc.Statistic).
+struct Statistic {
+  Traceback traceback;
+  std::size_t size = 0;
+  std::size_t count = 0;
+};
+
+/// The difference between two snapshots at one place (Python's tracemalloc.StatisticDiff).
+struct StatisticDiff {
+  Traceback traceback;
+  std::size_t size = 0;
+  std::ptrdiff_t size_diff = 0;
+  std::size_t count = 0;
+  std::ptrdiff_t count_diff = 0;
+};
+
+/// Keeps (inclusive) or drops (exclusive) traces by file name pattern (fnmatch) and line, as
+/// Python's tracemalloc.Filter. Without `all_frames` only the most recent frame is tested.
+struct Filter {
+  Filter(bool inclusive, std::string filename_pattern, std::optional<int> lineno = std::nullopt,
+         bool all_frames = false, std::optional<unsigned> domain = std::nullopt)
+      : inclusive(inclusive),
+        filename_pattern(std::move(filename_pattern)),
+        lineno(lineno),
+        all_frames(all_frames),
+        domain(domain) {}
+
+  bool inclusive;
+  std::string filename_pattern;
+  std::optional<int> lineno;
+  bool all_frames;
+  std::optional<unsigned> domain;
+
+  /// Python's Filter._match: true when the trace passes this filter.
+  bool match(const Trace& trace) const {
+    bool result;
+    if (all_frames) {
+      bool any = std::any_of(trace.traceback.begin(), trace.traceback.end(),
+                             [&](const Frame& f) { return match_frame(f); });
+      result = any ? inclusive : !inclusive;
+    } else {
+      Frame unknown{"<unknown>", 0, {}};
+      const Frame& f = trace.traceback.empty() ? unknown : trace.traceback.front();
+      result = match_frame(f) != !inclusive;
+    }
+    if (domain) {
+      return inclusive ? (result && trace.domain == *domain) : (result || trace.domain != *domain);
+    }
+    return result;
+  }
+
+ private:
+  bool match_frame(const Frame& f) const {
+    if (::fnmatch(filename_pattern.c_str(), f.filename.c_str(), 0) != 0) return false;
+    return !lineno || *lineno == f.lineno;
+  }
+};
+
+/// Keeps (inclusive) or drops traces of one domain (Python's tracemalloc.DomainFilter).
+struct DomainFilter {
+  DomainFilter(bool inclusive, unsigned domain) : inclusive(inclusive), domain(domain) {}
+  bool inclusive;
+  unsigned domain;
+  bool match(const Trace& trace) const { return (trace.domain == domain) != !inclusive; }
+};
+
+/// Either kind of filter, for Snapshot::filter_traces.
+using AnyFilter = std::variant<Filter, DomainFilter>;
+
+/// Whether the frames inside the standard library's headers are dropped from the front of
+/// tracebacks (default on), so that "lineno" names the user's line, not std::vector's.
+inline void set_skip_std_frames(bool skip) noexcept;
+/// See set_skip_std_frames.
+inline bool get_skip_std_frames() noexcept;
+
+namespace detail {
+
+inline constinit std::atomic<bool> skip_std_frames{true};
+
+struct RawTrace {
+  std::size_t size;
+  std::uint32_t traceback;
+  std::uint32_t domain;
+};
+
+/// What a snapshot holds: traces refer to tracebacks by index. Tracebacks are either raw return
+/// addresses (a fresh snapshot: symbolized on first use) or frames (loaded or derived).
+struct SnapshotData {
+  std::vector<RawTrace> traces;
+  std::vector<std::uintptr_t> pcs;
+  std::vector<memlens::detail::trace::TracebackRecord> records;
+  int traceback_limit = 1;
+  bool skip_std = true;
+
+  std::once_flag symbolized_once;
+  std::vector<Traceback> tracebacks;
+  std::once_flag traces_once;
+  std::vector<Trace> public_traces;
+
+  const std::vector<Traceback>& symbolized() {
+    std::call_once(symbolized_once, [this] { symbolize(); });
+    return tracebacks;
+  }
+
+ private:
+  void symbolize() {
+    if (records.empty()) return;
+    std::vector<std::uintptr_t> unique(pcs);
+    std::sort(unique.begin(), unique.end());
+    unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+    std::vector<memlens::detail::trace::SymbolInfo> infos =
+        memlens::detail::trace::symbolize(unique);
+    auto info_of = [&](std::uintptr_t pc) -> const memlens::detail::trace::SymbolInfo& {
+      return infos[static_cast<std::size_t>(std::lower_bound(unique.begin(), unique.end(), pc) -
+                                            unique.begin())];
+    };
+    tracebacks.clear();
+    tracebacks.reserve(records.size());
+    for (const auto& r : records) {
+      std::size_t first = 0;
+      while (first < r.count) {
+        const auto& f = info_of(pcs[r.offset + first]);
+        if (!memlens::detail::trace::is_memlens_frame(f) &&
+            !(skip_std && memlens::detail::trace::is_std_frame(f))) {
+          break;
+        }
+        ++first;
+      }
+      if (first == r.count) first = 0;  // nothing but library frames: show them all
+      std::vector<Frame> frames;
+      for (std::size_t i = first;
+           i < r.count && frames.size() < static_cast<std::size_t>(traceback_limit); ++i) {
+        const auto& f = info_of(pcs[r.offset + i]);
+        frames.push_back(Frame{f.filename, f.lineno, f.function});
+      }
+      tracebacks.emplace_back(std::move(frames));
+    }
+  }
+};
+
+inline std::string format_size(double size, bool sign) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  char buf[64];
+  for (const char* unit : units) {
+    bool bytes = std::strcmp(unit, "B") == 0;
+    bool last = std::strcmp(unit, "TiB") == 0;
+    if (std::abs(size) < 100 && !bytes) {
+      std::snprintf(buf, sizeof(buf), sign ? "%+.1f %s" : "%.1f %s", size, unit);
+      return buf;
+    }
+    if (std::abs(size) < 10 * 1024 || last) {
+      std::snprintf(buf, sizeof(buf), sign ? "%+.0f %s" : "%.0f %s", size, unit);
+      return buf;
+    }
+    size /= 1024;
+  }
+  return {};  // not reached: TiB always returns
+}
+
+}  // namespace detail
+
+/// `file:line` of the most recent frame, as Python's str(Frame).
+inline std::string to_string(const Frame& f) { return f.filename + ":" + std::to_string(f.lineno); }
+
+/// The most recent frame, as Python's str(Traceback).
+inline std::string to_string(const Traceback& t) {
+  return t.empty() ? std::string("<unknown>:0") : to_string(t.front());
+}
+
+/// `file:line: size=1.5 KiB`, as Python's str(Trace).
+inline std::string to_string(const Trace& t) {
+  return to_string(t.traceback) + ": " + detail::format_size(static_cast<double>(t.size), false);
+}
+
+/// `file:line: size=1.5 KiB, count=3, average=512 B`, as Python's str(Statistic).
+inline std::string to_string(const Statistic& s) {
+  std::string text = to_string(s.traceback) +
+                     ": size=" + detail::format_size(static_cast<double>(s.size), false) +
+                     ", count=" + std::to_string(s.count);
+  if (s.count) {
+    text += ", average=" +
+            detail::format_size(static_cast<double>(s.size) / static_cast<double>(s.count), false);
+  }
+  return text;
+}
+
+/// `file:line: size=2 KiB (+1 KiB), count=2 (+1), average=1 KiB`, as Python's str(StatisticDiff).
+inline std::string to_string(const StatisticDiff& s) {
+  char count_diff[32];
+  std::snprintf(count_diff, sizeof(count_diff), "%+lld", static_cast<long long>(s.count_diff));
+  std::string text = to_string(s.traceback) +
+                     ": size=" + detail::format_size(static_cast<double>(s.size), false) + " (" +
+                     detail::format_size(static_cast<double>(s.size_diff), true) +
+                     "), count=" + std::to_string(s.count) + " (" + count_diff + ")";
+  if (s.count) {
+    text += ", average=" +
+            detail::format_size(static_cast<double>(s.size) / static_cast<double>(s.count), false);
+  }
+  return text;
+}
+
+/**
+ * The traces of the live allocations at one moment (Python's tracemalloc.Snapshot). Cheap to
+ * copy (copies share their data). Tracebacks are symbolized on first use, once per snapshot.
+ *
+ * ```cpp
+ * memlens::tracemalloc::start();
+ * build_cache();
+ * auto snapshot = memlens::tracemalloc::take_snapshot();
+ * for (const auto& stat : snapshot.statistics("lineno")) fmt::print("{}\n", stat);
+ * ```
+ */
+class Snapshot {
+ public:
+  Snapshot() : data_(std::make_shared<detail::SnapshotData>()) {}
+
+  /// The traceback limit tracemalloc had when the snapshot was taken.
+  int traceback_limit() const noexcept { return data_->traceback_limit; }
+
+  /// Every trace (symbolizes the tracebacks on first use).
+  const std::vector<Trace>& traces() const {
+    std::call_once(data_->traces_once, [this] {
+      const auto& tracebacks = data_->symbolized();
+      data_->public_traces.reserve(data_->traces.size());
+      for (const auto& t : data_->traces) {
+        data_->public_traces.push_back(Trace{t.domain, t.size, tracebacks[t.traceback]});
+      }
+    });
+    return data_->public_traces;
+  }
+
+  /**
+   * Statistics grouped by `key_type`: "filename", "lineno" or "traceback", largest first.
+   * With `cumulative`, every frame of a traceback counts, not only the most recent one.
+   */
+  std::vector<Statistic> statistics(std::string_view key_type, bool cumulative = false) const {
+    auto groups = group_by(key_type, cumulative);
+    std::vector<Statistic> stats;
+    stats.reserve(groups.size());
+    for (auto& [tb, s] : groups) stats.push_back(Statistic{tb, s.size, s.count});
+    std::sort(stats.begin(), stats.end(), [](const Statistic& a, const Statistic& b) {
+      if (a.size != b.size) return a.size > b.size;
+      if (a.count != b.count) return a.count > b.count;
+      return a.traceback < b.traceback;
+    });
+    return stats;
+  }
+
+  /// Differences from an older snapshot, grouped by `key_type`, largest change first.
+  std::vector<StatisticDiff> compare_to(const Snapshot& old, std::string_view key_type,
+                                        bool cumulative = false) const {
+    auto now = group_by(key_type, cumulative);
+    auto before = old.group_by(key_type, cumulative);
+    std::vector<StatisticDiff> diffs;
+    for (auto& [tb, s] : now) {
+      Sum o{};
+      if (auto it = before.find(tb); it != before.end()) {
+        o = it->second;
+        before.erase(it);
+      }
+      diffs.push_back(StatisticDiff{tb, s.size, signed_diff(s.size, o.size), s.count,
+                                    signed_diff(s.count, o.count)});
+    }
+    for (auto& [tb, o] : before) {
+      diffs.push_back(StatisticDiff{tb, 0, signed_diff(0, o.size), 0, signed_diff(0, o.count)});
+    }
+    auto magnitude = [](std::ptrdiff_t d) { return d < 0 ? -d : d; };
+    std::sort(diffs.begin(), diffs.end(), [&](const StatisticDiff& a, const StatisticDiff& b) {
+      if (magnitude(a.size_diff) != magnitude(b.size_diff))
+        return magnitude(a.size_diff) > magnitude(b.size_diff);
+      if (a.size != b.size) return a.size > b.size;
+      if (magnitude(a.count_diff) != magnitude(b.count_diff))
+        return magnitude(a.count_diff) > magnitude(b.count_diff);
+      if (a.count != b.count) return a.count > b.count;
+      return a.traceback < b.traceback;
+    });
+    return diffs;
+  }
+
+  /**
+   * A new snapshot with the traces the filters let through, as Python's filter_traces: with
+   * inclusive filters a trace must match one of them; it must match no exclusive filter.
+   */
+  Snapshot filter_traces(const std::vector<AnyFilter>& filters) const {
+    const auto& all = traces();
+    Snapshot result;
+    auto& d = *result.data_;
+    d.traceback_limit = data_->traceback_limit;
+    d.skip_std = data_->skip_std;
+    d.tracebacks = data_->symbolized();
+    std::call_once(d.symbolized_once, [] {});
+    auto inclusive = [](const AnyFilter& f) {
+      return std::visit([](const auto& x) { return x.inclusive; }, f);
+    };
+    auto matches = [](const AnyFilter& f, const Trace& t) {
+      return std::visit([&](const auto& x) { return x.match(t); }, f);
+    };
+    bool any_inclusive = std::any_of(filters.begin(), filters.end(), inclusive);
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      const Trace& t = all[i];
+      bool keep = !any_inclusive;
+      for (const auto& f : filters) {
+        if (inclusive(f) && matches(f, t)) keep = true;
+      }
+      for (const auto& f : filters) {
+        if (!inclusive(f) && !matches(f, t)) keep = false;
+      }
+      if (keep) d.traces.push_back(data_->traces[i]);
+    }
+    return result;
+  }
+
+  /**
+   * Writes the snapshot to `path` (tracebacks symbolized, so any process can load it) through
+   * a temporary file renamed into place: a reader never sees half a file.
+   */
+  void dump(const std::string& path) const;
+
+  /// Reads a file written by dump(); throws SnapshotFileError naming `path` if it is missing,
+  /// truncated, of another format or version, or corrupt.
+  static Snapshot load(const std::string& path);
+
+  /// For take_snapshot.
+  explicit Snapshot(std::shared_ptr<detail::SnapshotData> data) : data_(std::move(data)) {}
+
+ private:
+  struct Sum {
+    std::size_t size = 0;
+    std::size_t count = 0;
+  };
+
+  static std::ptrdiff_t signed_diff(std::size_t a, std::size_t b) {
+    return static_cast<std::ptrdiff_t>(a) - static_cast<std::ptrdiff_t>(b);
+  }
+
+  std::unordered_map<Traceback, Sum> group_by(std::string_view key_type, bool cumulative) const {
+    bool by_traceback = key_type == "traceback";
+    bool by_lineno = key_type == "lineno";
+    bool by_filename = key_type == "filename";
+    if (!by_traceback && !by_lineno && !by_filename) {
+      throw ValueError("tracemalloc: unknown key_type: '" + std::string(key_type) + "'");
+    }
+    if (cumulative && by_traceback) {
+      throw ValueError("tracemalloc: cumulative mode cannot be used with key type 'traceback'");
+    }
+    const auto& tracebacks = data_->symbolized();
+    std::vector<Sum> per_traceback(tracebacks.size());
+    for (const auto& t : data_->traces) {
+      per_traceback[t.traceback].size += t.size;
+      per_traceback[t.traceback].count += 1;
+    }
+    std::unordered_map<Traceback, Sum> groups;
+    auto add = [&](const Traceback& key, const Sum& s) {
+      Sum& g = groups[key];
+      g.size += s.size;
+      g.count += s.count;
+    };
+    auto key_of = [&](const Frame& f) {
+      return by_filename ? Traceback({Frame{f.filename, 0, {}}}) : Traceback({f});
+    };
+    const Frame unknown{"<unknown>", 0, {}};
+    for (std::size_t id = 0; id < tracebacks.size(); ++id) {
+      const Sum& s = per_traceback[id];
+      if (s.count == 0) continue;
+      const Traceback& tb = tracebacks[id];
+      if (by_traceback) {
+        add(tb, s);
+      } else if (!cumulative || tb.empty()) {
+        add(key_of(tb.empty() ? unknown : tb.front()), s);
+      } else {
+        std::unordered_set<Traceback> seen;
+        for (const Frame& f : tb) {
+          Traceback key = key_of(f);
+          if (seen.insert(key).second) add(key, s);
+        }
+      }
+    }
+    return groups;
+  }
+
+  std::shared_ptr<detail::SnapshotData> data_;
+};
+
+/// Python's tracemalloc.is_tracing().
+inline bool is_tracing() noexcept { return memlens::detail::trace::tracing(); }
+
+/**
+ * Starts tracing allocations, storing up to `nframe` frames per traceback (Python's
+ * tracemalloc.start). Does nothing (not even change the limit) when already tracing, as Python.
+ */
+inline void start(int nframe = 1) {
+  namespace t = memlens::detail::trace;
+  if (nframe < 1 || nframe > t::max_nframe) {
+    throw ValueError("tracemalloc: the number of frames must be in range [1; " +
+                     std::to_string(t::max_nframe) + "], got " + std::to_string(nframe));
+  }
+  // A child forked while another thread held the tracer's lock would wait for it forever.
+  static const bool fork_safe = [] {
+    // The lock is held across fork(), so what fork itself allocates (under clang's sanitizers
+    // malloc is hooked) must stay out of the tracer, as inside any tracer scope.
+    static bool saved_in_tracer = false;  // written under the lock
+    auto release = [] {
+      t::in_tracer = saved_in_tracer;
+      t::state.lock.unlock();
+    };
+    pthread_atfork(
+        [] {
+          t::state.lock.lock();
+          saved_in_tracer = t::in_tracer;
+          t::in_tracer = true;
+        },
+        release, release);
+    return true;
+  }();
+  static_cast<void>(fork_safe);
+  t::LockGuard lock;
+  if (t::state.tracing.load(std::memory_order_relaxed)) return;
+  t::state.nframe.store(nframe, std::memory_order_relaxed);
+  t::state.tracing.store(true, std::memory_order_relaxed);
+}
+
+/// Python's tracemalloc.clear_traces(): forgets every trace, and current and peak are 0.
+inline void clear_traces() noexcept {
+  namespace t = memlens::detail::trace;
+  t::LockGuard lock;
+  t::state.traces.clear();
+  t::state.tracebacks.clear();
+  t::state.current = 0;
+  t::state.peak = 0;
+}
+
+namespace detail {
+
+/// Raises the peak to at least `peak` (a nested measurement gives the outer one its peak back
+/// after reset_peak).
+inline void raise_peak(std::size_t peak) noexcept {
+  namespace t = memlens::detail::trace;
+  t::LockGuard lock;
+  if (peak > t::state.peak) t::state.peak = peak;
+}
+
+}  // namespace detail
+
+/// Stops tracing and clears the traces (Python's tracemalloc.stop()).
+inline void stop() noexcept {
+  namespace t = memlens::detail::trace;
+  {
+    t::LockGuard lock;
+    t::state.tracing.store(false, std::memory_order_relaxed);
+  }
+  clear_traces();
+}
+
+/// Current and peak size of the traced allocations (Python's get_traced_memory); {0, 0} when
+/// not tracing. `auto [current, peak] = get_traced_memory();`
+struct TracedMemory {
+  std::size_t current = 0;
+  std::size_t peak = 0;
+};
+
+/// See TracedMemory.
+inline TracedMemory get_traced_memory() noexcept {
+  namespace t = memlens::detail::trace;
+  t::LockGuard lock;
+  if (!t::state.tracing.load(std::memory_order_relaxed)) return {};
+  return {t::state.current, t::state.peak};
+}
+
+/// Sets the peak to the current size (Python's tracemalloc.reset_peak).
+inline void reset_peak() noexcept {
+  namespace t = memlens::detail::trace;
+  t::LockGuard lock;
+  t::state.peak = t::state.current;
+}
+
+/// The number of frames stored per traceback (Python's get_traceback_limit).
+inline int get_traceback_limit() noexcept {
+  return memlens::detail::trace::state.nframe.load(std::memory_order_relaxed);
+}
+
+/// Bytes the tracer itself uses for its tables (Python's get_tracemalloc_memory); never traced.
+inline std::size_t get_tracemalloc_memory() noexcept {
+  namespace t = memlens::detail::trace;
+  t::LockGuard lock;
+  return sizeof(t::State) + t::state.traces.memory() + t::state.tracebacks.memory();
+}
+
+inline void set_skip_std_frames(bool skip) noexcept {
+  detail::skip_std_frames.store(skip, std::memory_order_relaxed);
+}
+inline bool get_skip_std_frames() noexcept {
+  return detail::skip_std_frames.load(std::memory_order_relaxed);
+}
+
+/// The traces of all live traced allocations (Python's tracemalloc.take_snapshot).
+inline Snapshot take_snapshot() {
+  namespace t = memlens::detail::trace;
+  std::shared_ptr<detail::SnapshotData> data;
+  {
+    // The copy is the tracer's memory, like its tables: never traced. The scope also keeps
+    // allocations made under the lock from entering the tracer, which would wait for the lock
+    // this thread holds.
+    t::TracerScope scope;
+    data = std::make_shared<detail::SnapshotData>();
+    data->skip_std = get_skip_std_frames();
+    t::LockGuard lock;
+    if (!t::state.tracing.load(std::memory_order_relaxed)) {
+      throw TracingError(
+          "tracemalloc: the tracemalloc module must be tracing memory allocations to take a "
+          "snapshot");
+    }
+    data->traceback_limit = t::state.nframe.load(std::memory_order_relaxed);
+    const auto& table = t::state.traces;
+    data->traces.reserve(table.count);
+    for (std::size_t i = 0; i < table.capacity; ++i) {
+      const auto& e = table.slots[i];
+      if (e.ptr != 0) data->traces.push_back(detail::RawTrace{e.size, e.traceback, e.domain});
+    }
+    const auto& tbs = t::state.tracebacks;
+    data->records.assign(tbs.records, tbs.records + tbs.nrecords);
+    data->pcs.assign(tbs.frames, tbs.frames + tbs.nframes);
+  }
+  return Snapshot(std::move(data));
+}
+
+/// Where the object at `ptr` was allocated, if it is traced (Python's get_object_traceback).
+inline std::optional<Traceback> get_object_traceback(const void* ptr, unsigned domain = 0) {
+  namespace t = memlens::detail::trace;
+  auto data = std::make_shared<detail::SnapshotData>();
+  data->skip_std = get_skip_std_frames();
+  {
+    t::TracerScope scope;
+    t::LockGuard lock;
+    if (!t::state.tracing.load(std::memory_order_relaxed)) return std::nullopt;
+    const auto* e = t::state.traces.find(reinterpret_cast<std::uintptr_t>(ptr), domain);
+    if (e == nullptr) return std::nullopt;
+    const auto& r = t::state.tracebacks.records[e->traceback];
+    data->traceback_limit = t::state.nframe.load(std::memory_order_relaxed);
+    data->records.push_back(t::TracebackRecord{r.hash, 0, r.count});
+    data->pcs.assign(t::state.tracebacks.frames + r.offset,
+                     t::state.tracebacks.frames + r.offset + r.count);
+  }
+  return data->symbolized().front();
+}
+
+/**
+ * Traces an allocation made by a custom allocator, in `domain` (Python's PyTraceMalloc_Track).
+ * Returns false when not tracing. The traceback starts at the caller of track().
+ */
+MEMLENS_NOINLINE inline bool track(const void* ptr, std::size_t size,
+                                   unsigned domain = 0) noexcept {
+  if (!memlens::detail::trace::tracing()) return false;
+  memlens::detail::trace::on_alloc(reinterpret_cast<std::uintptr_t>(ptr), size, domain,
+                                   __builtin_frame_address(0));
+  return true;
+}
+
+/// Forgets an allocation traced with track() (Python's PyTraceMalloc_Untrack).
+inline bool untrack(const void* ptr, unsigned domain = 0) noexcept {
+  if (!memlens::detail::trace::tracing()) return false;
+  memlens::detail::trace::on_free(reinterpret_cast<std::uintptr_t>(ptr), domain);
+  return true;
+}
+
+/**
+ * A standard allocator whose allocations are traced, for scoped use without the global hook:
+ * `std::vector<int, memlens::tracemalloc::Allocator<int>> v;`. Allocates with malloc, so it is
+ * traced once even when track_new.hpp is in the program too.
+ */
+template <class T>
+class Allocator {
+ public:
+  using value_type = T;
+
+  Allocator() noexcept = default;
+  template <class U>
+  Allocator(const Allocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
+
+  MEMLENS_NOINLINE T* allocate(std::size_t n) {
+    if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_array_new_length();
+    std::size_t bytes = n * sizeof(T);
+    void* p = memlens::detail::trace::untraced_allocate(bytes, alignof(T));
+    if (p == nullptr) throw std::bad_alloc();
+    if (memlens::detail::trace::tracing()) {
+      memlens::detail::trace::on_alloc(reinterpret_cast<std::uintptr_t>(p), bytes, 0,
+                                       __builtin_frame_address(0));
+    }
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t) noexcept {
+    if (memlens::detail::trace::tracing())
+      memlens::detail::trace::on_free(reinterpret_cast<std::uintptr_t>(p), 0);
+    memlens::detail::trace::untraced_free(p);
+  }
+
+  template <class U>
+  friend bool operator==(const Allocator&, const Allocator<U>&) noexcept {
+    return true;
+  }
+};
+
+/// A memory resource that allocates with malloc, unseen by the global hook: the default
+/// upstream of TracingResource.
+inline std::pmr::memory_resource* malloc_resource() noexcept {
+  class MallocResource final : public std::pmr::memory_resource {
+    void* do_allocate(std::size_t bytes, std::size_t alignment) override {
+      void* p = memlens::detail::trace::untraced_allocate(bytes, alignment);
+      if (p == nullptr) throw std::bad_alloc();
+      return p;
+    }
+    void do_deallocate(void* p, std::size_t, std::size_t) override {
+      memlens::detail::trace::untraced_free(p);
+    }
+    bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+      return this == &other;
+    }
+  };
+  static auto* resource = new MallocResource();  // immortal
+  return resource;
+}
+
+/**
+ * A std::pmr::memory_resource that traces what it allocates from `upstream` in `domain`:
+ *
+ * ```cpp
+ * memlens::tracemalloc::TracingResource resource;
+ * std::pmr::vector<int> v(&resource);
+ * ```
+ */
+class TracingResource : public std::pmr::memory_resource {
+ public:
+  explicit TracingResource(std::pmr::memory_resource* upstream = malloc_resource(),
+                           unsigned domain = 0) noexcept
+      : upstream_(upstream), domain_(domain) {}
+
+  std::pmr::memory_resource* upstream_resource() const noexcept { return upstream_; }
+  unsigned domain() const noexcept { return domain_; }
+
+ protected:
+  MEMLENS_NOINLINE void* do_allocate(std::size_t bytes, std::size_t alignment) override {
+    void* p = upstream_->allocate(bytes, alignment);
+    if (memlens::detail::trace::tracing()) {
+      memlens::detail::trace::on_alloc(reinterpret_cast<std::uintptr_t>(p), bytes, domain_,
+                                       __builtin_frame_address(0));
+    }
+    return p;
+  }
+  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override {
+    if (memlens::detail::trace::tracing())
+      memlens::detail::trace::on_free(reinterpret_cast<std::uintptr_t>(p), domain_);
+    upstream_->deallocate(p, bytes, alignment);
+  }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+
+ private:
+  std::pmr::memory_resource* upstream_;
+  unsigned domain_;
+};
+
+}  // namespace memlens::tracemalloc
+
+#include "memlens/detail/trace_file.hpp"
