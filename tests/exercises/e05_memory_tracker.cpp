@@ -23,6 +23,13 @@ struct Reports {
   }
 };
 
+/// Makes the buffer's address escape, so that an optimizer may not elide its allocation (C++
+/// allows dropping a new/delete pair nobody observes; clang -O2 does).
+template <class Container>
+void keep(Container& c) {
+  asm volatile("" : : "r"(c.data()) : "memory");
+}
+
 std::vector<int> create_large_list() {
   std::vector<int> v;
   v.reserve(100000);
@@ -53,6 +60,7 @@ TEST_CASE("e05: memory_tracker reports current and peak after each call",
   auto shrink = memlens::memory_tracker(
       [](std::vector<int>& v) {
         std::vector<int> temp(5000);
+        test_e05::keep(temp);
         v = {};
         return temp.size();
       },
@@ -70,6 +78,7 @@ TEST_CASE("e05: memory_tracker reports, then rethrows, when the callable throws"
   auto failing = memlens::memory_tracker(
       [] {
         std::vector<char> buffer(3000);
+        test_e05::keep(buffer);
         throw std::runtime_error("boom");
       },
       reports.sink(), "failing");
@@ -93,9 +102,11 @@ TEST_CASE("e05: MemoryTrackerScope, and nesting inside a running trace",
   reports.list.reserve(4);
   tracemalloc::start();
   std::vector<char> outer(10000);
+  test_e05::keep(outer);
   {
     memlens::MemoryTrackerScope scope("inner", reports.sink());
     std::vector<char> temp(2000);
+    test_e05::keep(temp);
   }
   auto [current, peak] = tracemalloc::get_traced_memory();
   CHECK(tracemalloc::is_tracing());  // it was on before: the scope leaves it on
@@ -104,6 +115,7 @@ TEST_CASE("e05: MemoryTrackerScope, and nesting inside a running trace",
   try {
     memlens::MemoryTrackerScope scope("unwound", reports.sink());
     std::vector<char> temp(100);
+    test_e05::keep(temp);
     throw std::runtime_error("left by an exception");
   } catch (const std::runtime_error&) {
   }
