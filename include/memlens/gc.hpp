@@ -42,11 +42,14 @@ inline constexpr int DEBUG_LEAK = DEBUG_COLLECTABLE | DEBUG_UNCOLLECTABLE | DEBU
 using GenerationStats = detail::GcGenerationStats;
 
 namespace detail_gc {
+// [[noreturn]] and out of line, so that g++ -O2 sees the bad values never reach an index
+// (otherwise it warns with -Warray-bounds in callers that pass a constant).
+[[noreturn]] MEMLENS_NOINLINE inline void invalid_generation(int generation) {
+  throw ValueError("gc: invalid generation " + std::to_string(generation) +
+                   " (expected 0, 1 or 2)");
+}
 inline void check_generation(int generation) {
-  if (generation < 0 || generation > 2) {
-    throw ValueError("gc: invalid generation " + std::to_string(generation) +
-                     " (expected 0, 1 or 2)");
-  }
+  if (generation < 0 || generation > 2) invalid_generation(generation);
 }
 inline void append_list(const detail::GcList& list, std::vector<Ref<Object>>& out) {
   for (Object* o = list.first(); o != list.end(); o = detail::gc_head(o)->next) {
