@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "memlens/detail/sizes.hpp"
 #include "memlens/object.hpp"
 
 namespace memlens {
@@ -39,6 +40,69 @@ inline Ref<const std::string> intern(std::string_view text) {
 /// to stderr. Returns the previous hook.
 inline UnraisableHook set_unraisablehook(UnraisableHook hook) {
   return std::exchange(detail::unraisable_hook(), std::move(hook));
+}
+
+/**
+ * Python's `sys.getsizeof`, exact: the bytes of `x` itself plus the memory it owns directly (a
+ * vector's capacity, a string's heap buffer, a node container's nodes and bucket array, the
+ * buffers of a struct's members), not what its elements own nor the objects its Refs name.
+ *
+ * A Ref stands for the object it names, as a Python name does: `getsizeof(ref)` is that object
+ * with its header (what `make` requested, GcHead included) and what it owns directly; the
+ * Ref's own 8 bytes belong to whatever holds it, and a null Ref measures 0.
+ * ```cpp
+ * auto list = memlens::make<std::vector<memlens::Ref<const long long>>>();  // 56 bytes
+ * for (long long i = 0; i < 1000; ++i) list->push_back(memlens::integer(i));
+ * list->shrink_to_fit();
+ * memlens::sys::getsizeof(list);  // 8056, as CPython's sys.getsizeof(list(range(1000)))
+ * ```
+ * Types other than the standard ones describe themselves with `memlens_sizeof` (see
+ * `SizeVisitor`); a type with none that is not trivially copyable does not compile.
+ */
+template <class T>
+std::size_t getsizeof(const T& x) {
+  SizeVisitor size(SizeVisitor::Mode::shallow);
+  size.measure(x);
+  return size.total();
+}
+
+/**
+ * Everything `x` keeps alive: what `getsizeof` counts, plus the memory of its elements and the
+ * objects its Refs reach, each object once (cycles are fine). For the standard containers on
+ * libstdc++ this is `sizeof(x)` plus exactly the bytes requested from operator new for what
+ * `x` owns; each object reached counts what `make` requested for it (from its pool or
+ * operator new) and what it owns.
+ * ```cpp
+ * memlens::sys::deep_sizeof(list);  // 8056 + 1000 * 24 (each boxed long long: 16 + 8)
+ * ```
+ */
+template <class T>
+std::size_t deep_sizeof(const T& x) {
+  SizeVisitor size(SizeVisitor::Mode::deep);
+  size.measure(x);
+  return size.total();
+}
+
+/// What `x` really costs on glibc: `deep_sizeof`, with every allocation rounded up to the
+/// chunk malloc takes for it (max(32, align16(n + 8)) on 64-bit; page-rounded from 128 KiB)
+/// and every pooled object to its 16-byte size class. Free memory and allocator bookkeeping are
+/// not counted: see docs/design.md, "Size measurement", for the limits.
+template <class T>
+std::size_t footprint(const T& x) {
+  SizeVisitor size(SizeVisitor::Mode::footprint);
+  size.measure(x);
+  return size.total();
+}
+
+/// Tells the size functions about an object type (or a boxed value type) before they meet it
+/// through a `Ref<Base>`, `Ref<Object>` or a `traverse`, where only its typeid is known. Types
+/// measured through a Ref of their own type, and boxes of fundamental types and std::string,
+/// are known without it.
+template <class T>
+void register_sizeof() {
+  using S = std::remove_const_t<detail::stored_t<T>>;
+  static_assert(!std::is_abstract_v<S>, "memlens::sys::register_sizeof: T is abstract");
+  static_cast<void>(detail::static_sizer<S>());
 }
 
 }  // namespace sys
