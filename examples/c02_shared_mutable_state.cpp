@@ -5,29 +5,12 @@
 #include <memlens/memlens.hpp>
 #include <vector>
 
-namespace {
+#include "append_to.hpp"
 
-using List = std::vector<int>;
-
-// Python evaluates `target=[]` once, when `def` runs; this is that one list.
-memlens::Ref<List> shared_default() {
-  static const memlens::Ref<List> target = memlens::make<List>();
-  return target;
-}
-
-memlens::Ref<List> append_to(int element, memlens::Ref<List> target = shared_default()) {
-  target->push_back(element);
-  return target;
-}
-
-// The fix: null is the sentinel for "make a new list".
-memlens::Ref<List> append_to_fixed(int element, memlens::Ref<List> target = nullptr) {
-  if (!target) target = memlens::make<List>();
-  target->push_back(element);
-  return target;
-}
-
-}  // namespace
+using memlens_examples::append_to;
+using memlens_examples::append_to_fixed;
+using memlens_examples::List;
+using memlens_examples::shared_default;
 
 int main() {
   fmt::print("With a shared default:\n");

@@ -6,33 +6,10 @@
 #include <memlens/memlens.hpp>
 #include <vector>
 
+#include "../../examples/append_to.hpp"
 #include "memlens_test.hpp"
 
-namespace test_c02 {
-
-using List = std::vector<int>;
-
-/// The default list of `append_to`: one object for every call, as Python evaluates `[]` once
-/// when the `def` runs.
-memlens::Ref<List> shared_default() {
-  static const memlens::Ref<List> target = memlens::make<List>();
-  return target;
-}
-
-/// The bug: every call without a target appends to the same list.
-memlens::Ref<List> append_to(int element, memlens::Ref<List> target = shared_default()) {
-  target->push_back(element);
-  return target;
-}
-
-/// The fix: a null default is the sentinel for "a new list for this call".
-memlens::Ref<List> append_to_fixed(int element, memlens::Ref<List> target = nullptr) {
-  if (!target) target = memlens::make<List>();
-  target->push_back(element);
-  return target;
-}
-
-}  // namespace test_c02
+namespace test_c02 = memlens_examples;
 
 using test_c02::List;
 
