@@ -22,10 +22,16 @@
 // Keeps the rare path (last reference dropped) out of the inlined Ref destructor.
 #if defined(__GNUC__) || defined(__clang__)
 #define MEMLENS_NOINLINE __attribute__((noinline))
+#define MEMLENS_ALWAYS_INLINE __attribute__((always_inline))
 #define MEMLENS_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MEMLENS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+// In one arm of a predictable branch: stops the compiler from turning the branch into a
+// conditional move, which would make the CPU wait for the condition's data.
+#define MEMLENS_KEEP_BRANCH() __asm__ volatile("")
 #else
 #define MEMLENS_NOINLINE
+#define MEMLENS_ALWAYS_INLINE
 #define MEMLENS_LIKELY(x) (x)
 #define MEMLENS_UNLIKELY(x) (x)
+#define MEMLENS_KEEP_BRANCH() static_cast<void>(0)
 #endif

@@ -184,15 +184,19 @@ bool is_finalized(const Ref<T>& object) noexcept {
 
 /// Moves every tracked object to the permanent generation, which collections ignore (used
 /// after start-up, before forking, as in CPython).
-inline void freeze() noexcept {
+inline void freeze() noexcept {  // O(n): each object records its generation
   auto& st = detail::gc_state();
-  for (auto& list : st.generations) detail::gc_list_merge(list, st.permanent);
+  for (auto& list : st.generations) {
+    detail::gc_list_set_generation(list, detail::flag::permanent_generation);
+    detail::gc_list_merge(list, st.permanent);
+  }
   st.counts[0] = 0;
 }
 
 /// Moves the permanent generation back into the oldest one.
 inline void unfreeze() noexcept {
   auto& st = detail::gc_state();
+  detail::gc_list_set_generation(st.permanent, 2);
   detail::gc_list_merge(st.permanent, st.generations[2]);
 }
 

@@ -74,7 +74,7 @@ class Visitor {
 
   /// Reports every strong reference held in `members`.
   template <class... Members>
-  void operator()(Members&&... members) {
+  MEMLENS_ALWAYS_INLINE void operator()(Members&&... members) {
     (visit_member(members), ...);
   }
 
@@ -86,11 +86,24 @@ class Visitor {
   /// run when both are garbage (as CPython does for weakref objects in a garbage cycle).
   virtual void visit_weak(detail::WeakLink& link) { static_cast<void>(link); }
 
+ protected:
+  Visitor() = default;
+  /// For the collector's own visitors, whose work traverse does inline.
+  explicit Visitor(const detail::GcVisitState& gc) noexcept : gc_(gc) {}
+  Visitor(const Visitor&) = default;
+  Visitor& operator=(const Visitor&) = default;
+
+  detail::GcVisitState gc_;
+
  private:
   template <class T>
-  void visit_member(T& member);
+  MEMLENS_ALWAYS_INLINE void visit_member(T& member);
   template <class T>
   friend void traverse(Visitor& visit, T& member);
+  template <class R>
+  MEMLENS_ALWAYS_INLINE void visit_ref(R& ref);
+  template <class R>
+  MEMLENS_NOINLINE void visit_edge_of(R& ref);
   std::string_view name_;
 };
 
@@ -198,6 +211,26 @@ Object* take_ref(void* slot) noexcept {
 
 }  // namespace detail
 
+// Inline in every traverse: the collector's passes do their work here, without a call.
+template <class R>
+MEMLENS_ALWAYS_INLINE inline void Visitor::visit_ref(R& ref) {
+  if (!ref) return;
+  if (gc_.kind == detail::GcVisit::generic) return visit_edge_of(ref);
+  if (detail::gc_visit(gc_, const_cast<Object*>(ref.object()))) {
+    if constexpr (!std::is_const_v<R>) detail::gc_keep_taken(gc_, ref.release());
+  }
+}
+
+template <class R>
+MEMLENS_NOINLINE void Visitor::visit_edge_of(R& ref) {
+  auto* object = const_cast<Object*>(ref.object());
+  if constexpr (std::is_const_v<R>) {
+    visit_edge(Edge(*object, name_, nullptr, nullptr));
+  } else {
+    visit_edge(Edge(*object, name_, &ref, &detail::take_ref<typename R::element_type>));
+  }
+}
+
 /// Reports the strong references held in `member` to `visit`. This is the customization point:
 /// a value type opts in with a member `void traverse(memlens::Visitor&)` or an ADL function
 /// `memlens_traverse(memlens::Visitor&, T&)`.
@@ -207,14 +240,7 @@ void traverse(Visitor& visit, T& member) {
   if constexpr (!detail::may_hold_refs<U>) {
     return;
   } else if constexpr (detail::is_ref<U>::value) {
-    if (!member) return;
-    auto* object = const_cast<Object*>(member.object());
-    if constexpr (std::is_const_v<T>) {
-      visit.visit_edge(Edge(*object, visit.name_, nullptr, nullptr));
-    } else {
-      visit.visit_edge(Edge(*object, visit.name_, &member,
-                            &detail::take_ref<typename U::element_type>));
-    }
+    visit.visit_ref(member);
   } else if constexpr (detail::is_weak<U>::value) {
     visit.visit_weak(detail::weak_link_of(const_cast<U&>(member)));
   } else if constexpr (detail::is_named<U>::value) {
@@ -237,8 +263,12 @@ void traverse(Visitor& visit, T& member) {
 }
 
 template <class T>
-void Visitor::visit_member(T& member) {
-  traverse(*this, member);
+MEMLENS_ALWAYS_INLINE inline void Visitor::visit_member(T& member) {
+  if constexpr (detail::is_ref<std::remove_cv_t<T>>::value) {
+    visit_ref(member);  // the common case, kept inline in the type's traverse
+  } else {
+    traverse(*this, member);
+  }
 }
 
 }  // namespace memlens

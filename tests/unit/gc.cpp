@@ -168,6 +168,101 @@ TEST_CASE("objects move from generation 0 to 1 to 2 as they survive", "[gc]") {
   CHECK_THROWS_AS(gc::collect(3), memlens::ValueError);
 }
 
+TEST_CASE("a collection examines only its generations: older objects count as outside", "[gc]") {
+  Quiet quiet;
+  auto old = make<Node>();
+  gc::collect(0);  // `old` is in generation 1 now
+  {
+    auto young = make<Node>();
+    young->next = old;
+    old->next = young;
+  }
+  old.reset();  // a garbage cycle across generations 0 and 1
+  CHECK(gc::collect(0) == 0);  // the reference from generation 1 keeps `young`
+  CHECK(Node::alive == 2);
+  CHECK(gc::collect(1) == 2);  // both generations: the cycle is found
+  CHECK(Node::alive == 0);
+
+  // The same with a frozen object, which no collection examines.
+  auto frozen = make<Node>();
+  gc::freeze();
+  {
+    auto young = make<Node>();
+    young->next = frozen;
+    frozen->next = young;
+  }
+  frozen.reset();
+  CHECK(gc::collect() == 0);
+  CHECK(Node::alive == 2);
+  gc::unfreeze();  // back into generation 2
+  CHECK(gc::collect(1) == 0);
+  CHECK(gc::collect(2) == 2);
+  CHECK(Node::alive == 0);
+}
+
+namespace test_gc {
+struct Hub : memlens::Object {
+  static inline int alive = 0;
+  std::vector<Ref<memlens::Object>> refs;
+  Hub() { ++alive; }
+  ~Hub() override { --alive; }
+  void traverse(memlens::Visitor& visit) override { visit(refs); }
+};
+
+/// Reports its reference as an Edge it builds itself, one that cannot be taken (as a const
+/// member's).
+struct ByHand : memlens::Object {
+  static inline int alive = 0;
+  Ref<memlens::Object> target;
+  ByHand() { ++alive; }
+  ~ByHand() override { --alive; }
+  void traverse(memlens::Visitor& visit) override {
+    if (target) {
+      visit.visit_edge(memlens::Edge(*const_cast<memlens::Object*>(target.object()), "target",
+                                     nullptr, nullptr));
+    }
+  }
+};
+struct Back : memlens::Object {
+  static inline int alive = 0;
+  Ref<ByHand> back;
+  Back() { ++alive; }
+  ~Back() override { --alive; }
+  void traverse(memlens::Visitor& visit) override { visit(back); }
+};
+}  // namespace test_gc
+
+TEST_CASE("collect breaks cycles through objects with many references", "[gc]") {
+  Quiet quiet;
+  {
+    auto hub = make<Hub>();
+    for (int i = 0; i < 1000; ++i) {  // far more than one clearing keeps inline
+      auto spoke = make<Hub>();
+      spoke->refs.push_back(hub);
+      hub->refs.push_back(spoke);
+    }
+  }
+  CHECK(Hub::alive == 1001);
+  CHECK(gc::collect() == 1001);
+  CHECK(Hub::alive == 0);
+}
+
+
+TEST_CASE("a traverse may report references by calling visit_edge itself", "[gc]") {
+  Quiet quiet;
+  auto by_hand = make<ByHand>();
+  auto back = make<Back>();
+  by_hand->target = back;
+  back->back = by_hand;
+  by_hand.reset();
+  CHECK(gc::collect() == 0);  // `back` is held from outside, and keeps `by_hand`
+  CHECK(ByHand::alive == 1);
+  back.reset();
+  CHECK(gc::collect() == 2);  // the hand-made edge counts as internal
+  CHECK(ByHand::alive == 0);
+  CHECK(Back::alive == 0);
+}
+
 TEST_CASE("get_count, thresholds and automatic collection follow CPython", "[gc]") {
   Quiet quiet;
   CHECK(std::get<0>(gc::get_count()) == 0);

@@ -40,15 +40,16 @@ inline std::vector<Ref<Object>>& gc_garbage() {
 /// gc.DEBUG_SAVEALL: unreachable objects go to gc.garbage instead of being freed.
 inline constexpr int debug_saveall = 1 << 5;
 
-inline std::uintptr_t& gc_refs(Object* o) noexcept { return gc_head(o)->refs; }
-
-/// Subtracts references that come from inside the set being collected.
+/// Subtracts references that come from inside the set being collected: the set is the objects
+/// flagged `collecting`, or with `generation`, every tracked object in generations up to it,
+/// which it flags on the way.
 class SubtractRefs final : public Visitor {
  public:
-  void visit_edge(const Edge& edge) override {
-    Object* target = &edge.referent();
-    if (Access::flags(target) & flag::collecting) --gc_refs(target);
-  }
+  SubtractRefs() noexcept : Visitor(GcVisitState{GcVisit::subtract}) {}
+  explicit SubtractRefs(std::uint32_t generation) noexcept
+      : Visitor(GcVisitState{GcVisit::subtract_generation, generation}) {}
+  // Only for a traverse that calls visit_edge itself; visit(...) does the work inline.
+  void visit_edge(const Edge& edge) override { gc_visit(gc_, &edge.referent()); }
 };
 
 /// Collects the Weak handles objects list in their traverse.
@@ -62,17 +63,34 @@ class OwnedWeakRefs final : public Visitor {
   std::unordered_set<const WeakLink*>& out_;
 };
 
-/// Detaches every reference an object holds (CPython's tp_clear), keeping them in `taken` so
-/// they are dropped only after its traverse has returned.
+/// Detaches every reference an object holds (CPython's tp_clear), keeping them until `drop()`,
+/// so that they are dropped only after its traverse has returned.
 class TakeReferences final : public Visitor {
  public:
-  explicit TakeReferences(std::vector<Ref<Object>>& taken) : taken_(taken) {}
+  TakeReferences() noexcept : Visitor(GcVisitState{GcVisit::take}) {
+    gc_.taken = buffer_;
+    gc_.taken_capacity = std::size(buffer_);
+    gc_.more_taken = &more_;
+  }
+  TakeReferences(const TakeReferences&) = delete;
+  TakeReferences& operator=(const TakeReferences&) = delete;
+  ~TakeReferences() override { drop(); }
+
+  // Only for a traverse that calls visit_edge itself; visit(...) does the work inline.
   void visit_edge(const Edge& edge) override {
-    if (edge.can_take()) taken_.push_back(edge.take());
+    if (edge.can_take()) gc_keep_taken(gc_, edge.take().release());
+  }
+
+  /// Drops what was taken, in the order it was; may free objects.
+  void drop() noexcept {
+    for (std::uint32_t i = 0; i < gc_.taken_count; ++i) decref(buffer_[i]);
+    gc_.taken_count = 0;
+    more_.clear();
   }
 
  private:
-  std::vector<Ref<Object>>& taken_;
+  Object* buffer_[30];
+  std::vector<Ref<Object>> more_;
 };
 
 /// What gc_partition found.
@@ -83,37 +101,22 @@ struct GcPartition {
   bool finalizers = false;  // some unreachable object may have a finalizer that has not run
 };
 
-/// Visits the references of an object found reachable (CPython's visit_reachable): a candidate
-/// already moved to `unreachable` goes back to the end of the list being scanned, one not
-/// scanned yet gets gc_refs 1 so that the scan keeps it.
+/// Visits the references of an object found reachable (gc_move_reachable).
 class MoveReachable final : public Visitor {
  public:
-  MoveReachable(GcList& scanned, GcPartition& result) : scanned_(scanned), result_(result) {}
-  void visit_edge(const Edge& edge) override {
-    Object* target = &edge.referent();
-    std::uint32_t& f = Access::flags(target);
-    if (!(f & flag::collecting)) return;  // outside the set, or already scanned as reachable
-    if (f & flag::unreachable) {
-      f &= ~flag::unreachable;
-      gc_list_move(target, scanned_);
-      gc_refs(target) = 1;
-      --result_.unreachable;
-    } else if (gc_refs(target) == 0) {
-      gc_refs(target) = 1;
-    }
-  }
-
- private:
-  GcList& scanned_;
-  GcPartition& result_;
+  MoveReachable(GcList& scanned, std::size_t& unreachable) noexcept
+      : Visitor(GcVisitState{GcVisit::move_reachable, 0, &scanned, &unreachable}) {}
+  void visit_edge(const Edge& edge) override { gc_visit(gc_, &edge.referent()); }
 };
 
 /// Moves what is not reachable from outside `candidates` (every object flagged `collecting`,
 /// with gc_refs computed) to `unreachable`, in one scan as CPython's move_unreachable; what stays
-/// has its flags cleared and its prev links, which gc_refs overwrote, rebuilt.
-inline GcPartition gc_partition(GcList& candidates, GcList& unreachable) {
+/// joins generation `survivors`: its flags say so, and its prev links, which gc_refs overwrote,
+/// are rebuilt.
+inline GcPartition gc_partition(GcList& candidates, GcList& unreachable,
+                                std::uint32_t survivors) {
   GcPartition result;
-  MoveReachable visit(candidates, result);
+  MoveReachable visit(candidates, result.unreachable);
   Object* prev = &candidates.anchor;
   for (Object* o = candidates.first(); o != candidates.end(); o = gc_head(prev)->next) {
     GcHead* h = gc_head(o);
@@ -121,7 +124,8 @@ inline GcPartition gc_partition(GcList& candidates, GcList& unreachable) {
     if (!(f & flag::collecting) || h->refs > 0) {
       // Reachable. An object outside the set (being destroyed) is not traversed.
       const bool traverse = f & flag::collecting;
-      f &= ~flag::collecting;
+      f = (f & ~(flag::collecting | flag::generation_mask)) |
+          (survivors << flag::generation_shift);
       h->prev = prev;
       if (traverse) o->traverse(visit);  // may append to `candidates`, after o
       prev = o;
@@ -141,21 +145,25 @@ inline GcPartition gc_partition(GcList& candidates, GcList& unreachable) {
 }
 
 /// Flags every object of `list` as a candidate and sets its gc_refs to its count minus the
-/// references coming from other candidates. Objects whose count is zero are being destroyed
-/// by an outer release (the trashcan queue): they are left out, so they count as outside.
+/// references coming from other candidates (CPython's update_refs and subtract_refs).
 inline void gc_compute_refs(GcList& list) {
   for (Object* o = list.first(); o != list.end(); o = gc_head(o)->next) {
-    const std::uint32_t count = Access::refcnt(o);
-    if (count == 0) {
-      Access::flags(o) &= ~(flag::collecting | flag::unreachable);
-      continue;
-    }
-    Access::flags(o) = (Access::flags(o) | flag::collecting) & ~flag::unreachable;
-    gc_refs(o) = count;
+    Access::flags(o) &= ~(flag::collecting | flag::unreachable);
+    gc_enter(o, Access::flags(o));
   }
   SubtractRefs subtract;
   for (Object* o = list.first(); o != list.end(); o = gc_head(o)->next) {
     if (Access::flags(o) & flag::collecting) o->traverse(subtract);
+  }
+}
+
+/// gc_compute_refs for `list`, which holds exactly the tracked objects of generations up to
+/// `generation`: the flags tell the set, so one pass does both steps, entering each object when
+/// it or a reference to it comes first.
+inline void gc_compute_refs(GcList& list, std::uint32_t generation) {
+  SubtractRefs subtract(generation);
+  for (Object* o = list.first(); o != list.end(); o = gc_head(o)->next) {
+    if (gc_enter(o, Access::flags(o))) o->traverse(subtract);
   }
 }
 
@@ -214,7 +222,7 @@ inline bool gc_handle_weakrefs(GcList& unreachable) {
 /// Runs finalize() once on every unreachable object that has one, with the whole garbage still
 /// intact (PEP 442). Finalizers may free objects or resurrect them; the loop only ever looks at
 /// the first object left in `unreachable`.
-inline void gc_finalize_garbage(GcList& unreachable, GcList& old) {
+inline void gc_finalize_garbage(GcList& unreachable, GcList& old, std::uint32_t old_generation) {
   GcList seen;
   while (!unreachable.empty()) {
     Object* o = unreachable.first();
@@ -223,6 +231,7 @@ inline void gc_finalize_garbage(GcList& unreachable, GcList& old) {
     if ((f & (flag::has_finalizer | flag::finalized)) != flag::has_finalizer) continue;
     if (Access::refcnt(o) == 0) {  // queued for destruction by an outer release
       f &= ~(flag::collecting | flag::unreachable);
+      gc_set_generation(f, old_generation);
       gc_list_move(o, old);
       continue;
     }
@@ -240,28 +249,45 @@ inline void gc_finalize_garbage(GcList& unreachable, GcList& old) {
 
 /// Breaks the remaining cycles by taking every reference their objects hold (CPython's
 /// delete_garbage), or saves them in gc.garbage under DEBUG_SAVEALL.
-inline void gc_delete_garbage(GcList& unreachable, GcList& old) {
-  std::vector<Ref<Object>> taken;
-  TakeReferences take(taken);
+///
+/// The walk holds a reference to the object it clears, and to the next one before it lets go of
+/// the first, so that the walk never stands on an object that left the list; freeing anything
+/// else only unlinks it. What is still alive at the
+/// end (saved, held from elsewhere) joins the old generation then, rather than one object at a
+/// time: in a doubly linked list every object outlives its own clearing, and moving each one
+/// out and back again cost a third of the collection. Objects whose count is zero are queued
+/// for destruction by an outer release (the trashcan): they are skipped, and cannot be freed
+/// before the collection ends, because the queue drains only when the outermost release
+/// returns, and a collection that meets them runs inside it.
+inline void gc_delete_garbage(GcList& unreachable, GcList& old, std::uint32_t old_generation) {
+  TakeReferences take;
   const bool save_all = gc_state().debug & debug_saveall;
-  while (!unreachable.empty()) {
-    Object* o = unreachable.first();
-    if (Access::refcnt(o) != 0) {
-      incref(o);
-      if (save_all) {
-        gc_garbage().emplace_back(adopt, o);
-      } else {
-        o->traverse(take);
-        taken.clear();  // may free o's cycle, and so remove objects from `unreachable`
-        decref(o);
-      }
+  const auto hold_from = [&unreachable](Object* o) noexcept {
+    while (o != unreachable.end() && Access::refcnt(o) == 0) o = gc_head(o)->next;
+    if (o != unreachable.end()) incref(o);
+    return o;
+  };
+  for (Object* o = hold_from(unreachable.first()); o != unreachable.end();) {
+    __builtin_prefetch(gc_head(gc_head(o)->next)->next);
+    if (!save_all) {
+      o->traverse(take);
+      take.drop();  // may free o's cycle, and so unlink objects from `unreachable`
     }
-    if (!unreachable.empty() && unreachable.first() == o) {
-      // Still alive (saved, referenced from elsewhere, or queued): it may die later.
-      Access::flags(o) &= ~(flag::collecting | flag::unreachable);
-      gc_list_move(o, old);
+    // Only now: holding the next object during the clearing would keep it from dying then.
+    Object* const next = hold_from(gc_head(o)->next);
+    if (save_all) {
+      gc_garbage().emplace_back(adopt, o);  // takes over the hold
+    } else {
+      decref(o);
     }
+    o = next;
   }
+  for (Object* o = unreachable.first(); o != unreachable.end(); o = gc_head(o)->next) {
+    std::uint32_t& f = Access::flags(o);
+    f &= ~(flag::collecting | flag::unreachable);
+    gc_set_generation(f, old_generation);
+  }
+  gc_list_merge(unreachable, old);
 }
 
 /// One collection of `generation` and the younger ones; returns the unreachable objects found.
@@ -276,9 +302,10 @@ inline std::size_t gc_collect_main(int generation) noexcept {
   GcList& young = st.generations[generation];
   GcList& old = generation < 2 ? st.generations[generation + 1] : young;
 
-  gc_compute_refs(young);
+  const auto old_generation = static_cast<std::uint32_t>(generation < 2 ? generation + 1 : 2);
+  gc_compute_refs(young, static_cast<std::uint32_t>(generation));
   GcList unreachable;
-  const GcPartition partition = gc_partition(young, unreachable);
+  const GcPartition partition = gc_partition(young, unreachable, old_generation);
   if (&young != &old) {
     if (generation == 1) st.long_lived_pending += partition.reachable;
     gc_list_merge(young, old);
@@ -292,7 +319,7 @@ inline std::size_t gc_collect_main(int generation) noexcept {
   bool user_code_ran = false;
   if (partition.weakrefs) user_code_ran = gc_handle_weakrefs(unreachable);
   if (partition.finalizers) {
-    gc_finalize_garbage(unreachable, old);
+    gc_finalize_garbage(unreachable, old, old_generation);
     user_code_ran = true;
   }
   if (user_code_ran) {
@@ -300,11 +327,11 @@ inline std::size_t gc_collect_main(int generation) noexcept {
     // reaches.
     gc_compute_refs(unreachable);
     GcList still_unreachable;
-    gc_partition(unreachable, still_unreachable);
+    gc_partition(unreachable, still_unreachable, old_generation);
     gc_list_merge(unreachable, old);
     gc_list_merge(still_unreachable, unreachable);
   }
-  gc_delete_garbage(unreachable, old);
+  gc_delete_garbage(unreachable, old, old_generation);
 
   st.stats[generation].collections += 1;
   st.stats[generation].collected += found;
