@@ -58,6 +58,23 @@ inline void append_list(const detail::GcList& list, std::vector<Ref<Object>>& ou
     out.emplace_back(detail::adopt, o);
   }
 }
+
+/// Whether an object's traverse reports a reference to `target`; the test runs inline in the
+/// traverse, as the collector's own visits do.
+class RefersTo final : public Visitor {
+ public:
+  explicit RefersTo(const Object* target) noexcept
+      : Visitor(detail::GcVisitState{detail::GcVisit::find}) {
+    gc_.wanted = target;
+  }
+  bool in(Object& o) {
+    gc_.found = false;
+    o.traverse(*this);
+    return gc_.found;
+  }
+  // Only for a traverse that calls visit_edge itself.
+  void visit_edge(const Edge& edge) override { gc_.found |= &edge.referent() == gc_.wanted; }
+};
 }  // namespace detail_gc
 
 /// Collects `generation` (and the younger ones); returns the number of unreachable objects
@@ -141,13 +158,11 @@ template <class T>
 std::vector<Ref<Object>> get_referrers(const Ref<T>& object) {
   std::vector<Ref<Object>> out;
   if (!object) return out;
-  const Object* target = object.object();
+  detail_gc::RefersTo refers_to(object.object());
   for (auto& list : detail::gc_state().generations) {
     for (Object* o = list.first(); o != list.end(); o = detail::gc_head(o)->next) {
       if (detail::Access::refcnt(o) == 0) continue;
-      bool refers = false;
-      for_each_edge(*o, [&](const Edge& e) { refers = refers || &e.referent() == target; });
-      if (refers) {
+      if (refers_to.in(*o)) {
         detail::incref(o);
         out.emplace_back(detail::adopt, o);
       }

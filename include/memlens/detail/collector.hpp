@@ -67,7 +67,8 @@ class OwnedWeakRefs final : public Visitor {
 /// so that they are dropped only after its traverse has returned.
 class TakeReferences final : public Visitor {
  public:
-  TakeReferences() noexcept : Visitor(GcVisitState{GcVisit::take}) {
+  /// `kind` is take or detach (see gc_keep_taken).
+  explicit TakeReferences(GcVisit kind = GcVisit::take) noexcept : Visitor(GcVisitState{kind}) {
     gc_.taken = buffer_;
     gc_.taken_capacity = std::size(buffer_);
     gc_.more_taken = &more_;
@@ -247,45 +248,58 @@ inline void gc_finalize_garbage(GcList& unreachable, GcList& old, std::uint32_t 
   gc_list_merge(seen, unreachable);
 }
 
-/// Breaks the remaining cycles by taking every reference their objects hold (CPython's
-/// delete_garbage), or saves them in gc.garbage under DEBUG_SAVEALL.
-///
-/// The walk holds a reference to the object it clears, and to the next one before it lets go of
-/// the first, so that the walk never stands on an object that left the list; freeing anything
-/// else only unlinks it. What is still alive at the
-/// end (saved, held from elsewhere) joins the old generation then, rather than one object at a
-/// time: in a doubly linked list every object outlives its own clearing, and moving each one
-/// out and back again cost a third of the collection. Objects whose count is zero are queued
-/// for destruction by an outer release (the trashcan): they are skipped, and cannot be freed
-/// before the collection ends, because the queue drains only when the outermost release
-/// returns, and a collection that meets them runs inside it.
-inline void gc_delete_garbage(GcList& unreachable, GcList& old, std::uint32_t old_generation) {
-  TakeReferences take;
-  const bool save_all = gc_state().debug & debug_saveall;
-  const auto hold_from = [&unreachable](Object* o) noexcept {
-    while (o != unreachable.end() && Access::refcnt(o) == 0) o = gc_head(o)->next;
-    if (o != unreachable.end()) incref(o);
-    return o;
-  };
-  for (Object* o = hold_from(unreachable.first()); o != unreachable.end();) {
-    __builtin_prefetch(gc_head(gc_head(o)->next)->next);
-    if (!save_all) {
-      o->traverse(take);
-      take.drop();  // may free o's cycle, and so unlink objects from `unreachable`
-    }
-    // Only now: holding the next object during the clearing would keep it from dying then.
-    Object* const next = hold_from(gc_head(o)->next);
-    if (save_all) {
-      gc_garbage().emplace_back(adopt, o);  // takes over the hold
-    } else {
-      decref(o);
-    }
-    o = next;
+/// Whether `o` waits in the trashcan's queue (its count is zero and a release will free it).
+inline bool gc_queued(const Object* o) noexcept {
+  if (!deferred_pending) [[likely]] return false;
+  for (const Object* queued : deferred_deallocs()) {
+    if (queued == o) return true;
   }
+  return false;
+}
+
+/// Frees the garbage (CPython's delete_garbage, without its cascade of releases). First every
+/// reference the garbage holds is detached: one between two garbage objects just lowers the
+/// target's count, one to another object is kept for later. Then each object whose count is
+/// zero is destroyed in list order; by the partition, nothing else referred to it. Its
+/// destructor sees its traversed references null, as after CPython's tp_clear. An object still
+/// counted (held by a const member of other garbage, which cannot be detached, or revived by a
+/// destructor) is set aside: the release of that reference frees it, or it lives on in the old
+/// generation. The references kept are dropped last.
+inline void gc_free_garbage(GcList& unreachable, GcList& old, std::uint32_t old_generation) {
+  TakeReferences detach(GcVisit::detach);
+  for (Object* o = unreachable.first(); o != unreachable.end(); o = gc_head(o)->next) {
+    o->traverse(detach);
+  }
+  GcList kept;
+  ++dealloc_depth;
+  while (!unreachable.empty()) {
+    Object* o = unreachable.first();
+    std::uint32_t& f = Access::flags(o);
+    f &= ~(flag::collecting | flag::unreachable);
+    if (Access::refcnt(o) != 0 || gc_queued(o)) {
+      gc_set_generation(f, old_generation);
+      gc_list_move(o, kept);
+    } else {
+      destroy(o);  // unlinks it
+    }
+  }
+  --dealloc_depth;
+  if (deferred_pending && dealloc_depth == 0) drain_deferred();
+  detach.drop();
+  gc_list_merge(kept, old);
+}
+
+/// Breaks the remaining cycles and frees them (gc_free_garbage), or under DEBUG_SAVEALL keeps
+/// them all in gc.garbage, and so in the old generation.
+inline void gc_delete_garbage(GcList& unreachable, GcList& old, std::uint32_t old_generation) {
+  if (!(gc_state().debug & debug_saveall)) return gc_free_garbage(unreachable, old, old_generation);
   for (Object* o = unreachable.first(); o != unreachable.end(); o = gc_head(o)->next) {
     std::uint32_t& f = Access::flags(o);
     f &= ~(flag::collecting | flag::unreachable);
     gc_set_generation(f, old_generation);
+    if (Access::refcnt(o) == 0) continue;  // queued for destruction by an outer release
+    incref(o);
+    gc_garbage().emplace_back(adopt, o);
   }
   gc_list_merge(unreachable, old);
 }

@@ -289,6 +289,8 @@ enum class GcVisit : std::uint8_t {
   subtract_generation,  // the same for targets in generations up to `generation`, entering them
   move_reachable,       // CPython's visit_reachable
   take,                 // detach the reference and append it to `taken` (CPython's tp_clear)
+  find,                 // note whether a reference to `wanted` is there (gc.get_referrers)
+  detach,               // take, but drop references between garbage objects without a release
 };
 
 struct GcVisitState {
@@ -302,6 +304,8 @@ struct GcVisitState {
   std::uint32_t taken_count = 0;
   std::uint32_t taken_capacity = 0;
   std::vector<Ref<Object>>* more_taken = nullptr;
+  const Object* wanted = nullptr;  // find
+  bool found = false;              // find
 };
 
 /// A reference from an object the partition found reachable, to a candidate it had already
@@ -321,9 +325,17 @@ MEMLENS_NOINLINE void gc_keep_more_taken(const GcVisitState& s, Object* taken) {
   kept.push_back(R(adopt, taken));
 }
 
-/// Keeps a reference taken by a `take` visit until the traverse that gave it returns.
+/// Keeps a reference taken by a `take` visit until the traverse that gave it returns. A
+/// `detach` visit only lowers the count of a garbage object, which the collector frees itself,
+/// and keeps references to other objects until then.
 MEMLENS_ALWAYS_INLINE inline void gc_keep_taken(GcVisitState& s, Object* taken) {
-  if (s.taken_count < s.taken_capacity) [[likely]] {
+  if (s.kind == GcVisit::detach) {
+    if (Access::flags(taken) & flag::unreachable) {
+      --Access::refcnt(taken);
+    } else {
+      gc_keep_more_taken(s, taken);
+    }
+  } else if (s.taken_count < s.taken_capacity) [[likely]] {
     s.taken[s.taken_count++] = taken;
   } else {
     gc_keep_more_taken(s, taken);
@@ -332,7 +344,7 @@ MEMLENS_ALWAYS_INLINE inline void gc_keep_taken(GcVisitState& s, Object* taken) 
 
 /// What a collector's visit does with one reference, inline in every traverse. Returns true
 /// when the caller must detach the reference and hand it to gc_keep_taken.
-MEMLENS_ALWAYS_INLINE inline bool gc_visit(const GcVisitState& s, Object* target) noexcept {
+MEMLENS_ALWAYS_INLINE inline bool gc_visit(GcVisitState& s, Object* target) noexcept {
   switch (s.kind) {
     case GcVisit::subtract:
       if (Access::flags(target) & flag::collecting) --gc_refs(target);
@@ -357,7 +369,11 @@ MEMLENS_ALWAYS_INLINE inline bool gc_visit(const GcVisitState& s, Object* target
       return false;
     }
     case GcVisit::take:
+    case GcVisit::detach:
       return true;
+    case GcVisit::find:
+      s.found |= target == s.wanted;
+      return false;
     case GcVisit::generic:
       break;
   }
