@@ -117,6 +117,7 @@ class MoveReachable final : public Visitor {
 inline GcPartition gc_partition(GcList& candidates, GcList& unreachable,
                                 std::uint32_t survivors) {
   GcPartition result;
+  std::uint32_t garbage_flags = 0, pending_finalizers = 0;
   MoveReachable visit(candidates, result.unreachable);
   Object* prev = &candidates.anchor;
   for (Object* o = candidates.first(); o != candidates.end(); o = gc_head(prev)->next) {
@@ -137,11 +138,16 @@ inline GcPartition gc_partition(GcList& candidates, GcList& unreachable,
       f |= flag::unreachable;
       gc_list_append(o, unreachable);
       ++result.unreachable;
-      result.weakrefs |= (f & flag::has_weakrefs) != 0;
-      result.finalizers |= (f & (flag::has_finalizer | flag::finalized)) == flag::has_finalizer;
+      // What the garbage needs, decided once at the end: any weak references, any finalizer
+      // that has not run (has_finalizer without finalized, the bit below it).
+      static_assert(flag::finalized << 1 == flag::has_finalizer);
+      garbage_flags |= f;
+      pending_finalizers |= f & ~(f << 1);
     }
   }
   candidates.head.prev = prev;  // the last object kept: the scan never moves the tail it appends to
+  result.weakrefs = (garbage_flags & flag::has_weakrefs) != 0;
+  result.finalizers = (pending_finalizers & flag::has_finalizer) != 0;
   return result;
 }
 

@@ -2,6 +2,7 @@
 // Public names defined here are re-exported by memlens/object.hpp; include that instead.
 #pragma once
 
+#include <bit>
 #include <compare>
 #include <cstddef>
 #include <cstdint>
@@ -612,9 +613,12 @@ inline void destroy(Object* o) noexcept {
     gc_list_remove(o);
     if (gc_state().counts[0] > 0) --gc_state().counts[0];  // as CPython's PyObject_GC_Del
   }
-  // The usual layout (Object is the first base, the default alignment) needs no decoding.
-  const bool usual = (f >> flag::offset_shift) == 0 &&
-                     object_align(f) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+  // The usual layout (Object is the first base, the default alignment) needs no decoding: the
+  // offset and the alignment's log2 are the top bits, so one comparison tells.
+  static_assert(flag::offset_shift == flag::align_shift + 5);
+  constexpr auto usual_log2_align = static_cast<std::uint32_t>(
+      std::bit_width(std::size_t{__STDCPP_DEFAULT_NEW_ALIGNMENT__}) - 1);
+  const bool usual = (f >> flag::align_shift) <= usual_log2_align;
   void* start = usual ? reinterpret_cast<char*>(o) - ((f & flag::tracked) ? sizeof(GcHead) : 0)
                       : reinterpret_cast<char*>(o) - object_offset(f) - prefix_size(f);
   o->~Object();
