@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "memlens/config.hpp"
+#include "memlens/detail/core.hpp"
 #include "memlens/detail/trace_core.hpp"
 #include "memlens/detail/trace_symbols.hpp"
 #include "memlens/errors.hpp"
@@ -273,33 +274,15 @@ struct SnapshotData {
  private:
   void symbolize() {
     if (records.empty()) return;
-    std::vector<std::uintptr_t> unique(pcs);
-    std::sort(unique.begin(), unique.end());
-    unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
-    std::vector<memlens::detail::trace::SymbolInfo> infos =
-        memlens::detail::trace::symbolize(unique);
-    auto info_of = [&](std::uintptr_t pc) -> const memlens::detail::trace::SymbolInfo& {
-      return infos[static_cast<std::size_t>(std::lower_bound(unique.begin(), unique.end(), pc) -
-                                            unique.begin())];
-    };
+    // Frames are source-level frames (inlined functions included): see visible_frames.
+    const memlens::detail::trace::SymbolTable symbols(pcs);
     tracebacks.clear();
     tracebacks.reserve(records.size());
     for (const auto& r : records) {
-      std::size_t first = 0;
-      while (first < r.count) {
-        const auto& f = info_of(pcs[r.offset + first]);
-        if (!memlens::detail::trace::is_memlens_frame(f) &&
-            !(skip_std && memlens::detail::trace::is_std_frame(f))) {
-          break;
-        }
-        ++first;
-      }
-      if (first == r.count) first = 0;  // nothing but library frames: show them all
       std::vector<Frame> frames;
-      for (std::size_t i = first;
-           i < r.count && frames.size() < static_cast<std::size_t>(traceback_limit); ++i) {
-        const auto& f = info_of(pcs[r.offset + i]);
-        frames.push_back(Frame{f.filename, f.lineno, f.function});
+      for (const auto* f : symbols.visible_frames(pcs.data() + r.offset, r.count, skip_std,
+                                                  static_cast<std::size_t>(traceback_limit))) {
+        frames.push_back(Frame{f->filename, f->lineno, f->function});
       }
       tracebacks.emplace_back(std::move(frames));
     }
@@ -555,6 +538,8 @@ inline bool is_tracing() noexcept { return memlens::detail::trace::tracing(); }
 /**
  * Starts tracing allocations, storing up to `nframe` frames per traceback (Python's
  * tracemalloc.start). Does nothing (not even change the limit) when already tracing, as Python.
+ * Frames are source-level frames: a function the compiler inlined is a frame of its own, as
+ * Python counts Python frames.
  */
 inline void start(int nframe = 1) {
   namespace t = memlens::detail::trace;
@@ -678,12 +663,10 @@ inline Snapshot take_snapshot() {
           "snapshot");
     }
     data->traceback_limit = t::state.nframe.load(std::memory_order_relaxed);
-    const auto& table = t::state.traces;
-    data->traces.reserve(table.count);
-    for (std::size_t i = 0; i < table.capacity; ++i) {
-      const auto& e = table.slots[i];
-      if (e.ptr != 0) data->traces.push_back(detail::RawTrace{e.size, e.traceback, e.domain});
-    }
+    data->traces.reserve(t::state.traces.count());
+    t::state.traces.for_each([&](std::size_t size, std::uint32_t traceback, std::uint32_t domain) {
+      data->traces.push_back(detail::RawTrace{size, traceback, domain});
+    });
     const auto& tbs = t::state.tracebacks;
     data->records.assign(tbs.records, tbs.records + tbs.nrecords);
     data->pcs.assign(tbs.frames, tbs.frames + tbs.nframes);
@@ -700,15 +683,27 @@ inline std::optional<Traceback> get_object_traceback(const void* ptr, unsigned d
     t::TracerScope scope;
     t::LockGuard lock;
     if (!t::state.tracing.load(std::memory_order_relaxed)) return std::nullopt;
-    const auto* e = t::state.traces.find(reinterpret_cast<std::uintptr_t>(ptr), domain);
-    if (e == nullptr) return std::nullopt;
-    const auto& r = t::state.tracebacks.records[e->traceback];
+    const std::uint32_t id =
+        t::state.traces.traceback_of(reinterpret_cast<std::uintptr_t>(ptr), domain);
+    if (id == t::TracebackTable::none) return std::nullopt;
+    const auto& r = t::state.tracebacks.records[id];
     data->traceback_limit = t::state.nframe.load(std::memory_order_relaxed);
     data->records.push_back(t::TracebackRecord{r.hash, 0, r.count});
     data->pcs.assign(t::state.tracebacks.frames + r.offset,
                      t::state.tracebacks.frames + r.offset + r.count);
   }
   return data->symbolized().front();
+}
+
+/// Where a memlens object was made (Python's get_object_traceback(obj)): the traceback of the
+/// block make() allocated for it, whether it came from operator new or from the object pool.
+/// Empty for a null Ref, an object made while tracing was off, or one not made by make().
+template <class T>
+std::optional<Traceback> get_object_traceback(const Ref<T>& object) {
+  if (!object) return std::nullopt;
+  const Object* o = object.object();
+  if (!(memlens::detail::Access::flags(o) & memlens::detail::flag::heap)) return std::nullopt;
+  return get_object_traceback(memlens::detail::allocation_start(o));
 }
 
 /**

@@ -52,9 +52,10 @@ struct Requested {
   std::size_t chunks = 0;  // the blocks those allocations take (glibc chunks, pool blocks)
 };
 
-/// Objects that make() took from its pool during a build: the pool gets its pages from malloc,
-/// so tracemalloc never sees them (sanitizer builds have no pool: there it sees everything).
-inline Requested pooled;
+/// Objects that make() took from its pool during a build. tracemalloc traces them with the
+/// size make requested, but each takes a 16-byte-class pool block rather than a glibc chunk:
+/// this is what to add to the chunks of their traces. (Sanitizer builds have no pool.)
+inline std::ptrdiff_t pool_chunk_correction = 0;
 
 /// make<T>, noting what it requested from the pool: prefix + sizeof(stored type), as make does.
 template <class T, class... Args>
@@ -64,8 +65,8 @@ Ref<T> made(Args&&... args) {
   if (flags & memlens::detail::flag::pooled) {
     const std::size_t bytes =
         memlens::detail::prefix_size(flags) + sizeof(memlens::detail::stored_t<T>);
-    pooled.bytes += bytes;
-    pooled.chunks += (bytes + 15) / 16 * 16;  // the pool's 16-byte size classes
+    pool_chunk_correction += static_cast<std::ptrdiff_t>((bytes + 15) / 16 * 16) -
+                             static_cast<std::ptrdiff_t>(memlens::detail::malloc_chunk_size(bytes));
   }
   return ref;
 }
@@ -76,16 +77,18 @@ template <class Build>
 Requested requested_by(Build&& build, bool with_chunks) {
   const bool collector_was_enabled = memlens::gc::isenabled();
   memlens::gc::disable();
-  pooled = {};
+  pool_chunk_correction = 0;
   memlens::tracemalloc::start();
   build();
-  Requested requested = pooled;
-  requested.bytes += memlens::tracemalloc::get_traced_memory().current;
+  Requested requested;
+  requested.bytes = memlens::tracemalloc::get_traced_memory().current;
   if (with_chunks) {
     const auto snapshot = memlens::tracemalloc::take_snapshot();
     for (const auto& trace : snapshot.traces()) {
       requested.chunks += memlens::detail::malloc_chunk_size(trace.size);
     }
+    requested.chunks = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(requested.chunks) +
+                                                pool_chunk_correction);
   }
   memlens::tracemalloc::stop();
   if (collector_was_enabled) memlens::gc::enable();

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iterator>
 #include <memlens/detail/trace_format.hpp>
+#include <memlens/gc.hpp>
 #include <memlens/tracemalloc.hpp>
 #include <memory_resource>
 #include <new>
@@ -569,10 +570,55 @@ TEST_CASE("tracemalloc: get_object_traceback", "[tracemalloc]") {
   CHECK_FALSE(none.has_value());
 }
 
+namespace test_tracemalloc {
+struct Pooled : memlens::Object {  // small: made from the object pool where it is enabled
+  memlens::Ref<Pooled> next;
+  void traverse(memlens::Visitor& visit) override { visit(next); }
+};
+struct Large : memlens::Object {  // beyond the pool's largest block: from operator new
+  char payload[4096] = {};
+};
+}  // namespace test_tracemalloc
+
+TEST_CASE("tracemalloc: memlens objects are traced one by one, pooled or not", "[tracemalloc]") {
+  using test_tracemalloc::Large;
+  using test_tracemalloc::Pooled;
+  memlens::gc::disable();  // no collection may free or allocate between the two readings
+  Tracing tracing(2);
+  const std::size_t before = tracemalloc::get_traced_memory().current;
+  const int line = __LINE__ + 1;
+  auto pooled = memlens::make<Pooled>();
+  const int large_line = __LINE__ + 1;
+  auto large = memlens::make<Large>();
+  const std::size_t with_both = tracemalloc::get_traced_memory().current;
+  CHECK(with_both - before >= sizeof(Pooled) + sizeof(Large));
+
+  {
+    auto tb = tracemalloc::get_object_traceback(pooled);
+    auto large_tb = tracemalloc::get_object_traceback(large);
+    REQUIRE(tb.has_value());
+    REQUIRE(large_tb.has_value());
+    if (test_tracemalloc::has_line_info(*tb)) {
+      CHECK(test_tracemalloc::names_this_file(tb->front()));
+      CHECK(tb->front().lineno == line);
+      CHECK(large_tb->front().lineno == large_line);
+    }
+    CHECK_FALSE(tracemalloc::get_object_traceback(memlens::Ref<Pooled>()).has_value());
+  }  // the tracebacks' strings were allocated while tracing: gone before the last reading
+
+  pooled.reset();  // freeing forgets the trace
+  large.reset();
+  CHECK(tracemalloc::get_traced_memory().current == before);
+  memlens::gc::enable();
+}
+
 TEST_CASE("tracemalloc: the trace table agrees with a reference under random track/untrack",
           "[tracemalloc]") {
-  // Fake addresses in a custom domain: clustered (neighbouring blocks), spread (far apart,
-  // same low bits) and random, so probing, growth and backward-shift deletion all get exercised.
+  // Fake addresses: clustered (neighbouring blocks), spread (far apart, same low bits) and
+  // random (odd, so never a real block), so probing, growth and backward-shift deletion all get
+  // exercised, in a custom domain (wide entries) and in domain 0 (compact ones), with some
+  // sizes of 4 GiB and more (wide entries in domain 0).
+  const unsigned domain = GENERATE(42u, 0u);
   std::mt19937_64 random(2024);
   std::vector<std::pair<std::uintptr_t, std::size_t>> live;
   live.reserve(40000);
@@ -598,12 +644,13 @@ TEST_CASE("tracemalloc: the trace table agrees with a reference under random tra
           std::find_if(live.begin(), live.end(), [&](const auto& e) { return e.first == address; });
       if (found != live.end()) continue;
       std::size_t size = random() % 1000 + 1;
-      tracemalloc::track(reinterpret_cast<void*>(address), size, 42);
+      if (random() % 100 == 0) size += std::size_t{1} << 32;
+      tracemalloc::track(reinterpret_cast<void*>(address), size, domain);
       live.emplace_back(address, size);
       expected += size;
     } else {
       std::size_t k = random() % live.size();
-      tracemalloc::untrack(reinterpret_cast<void*>(live[k].first), 42);
+      tracemalloc::untrack(reinterpret_cast<void*>(live[k].first), domain);
       expected -= live[k].second;
       live[k] = live.back();
       live.pop_back();
@@ -613,12 +660,32 @@ TEST_CASE("tracemalloc: the trace table agrees with a reference under random tra
   CHECK(tracemalloc::get_traced_memory().current == base + expected);
   std::size_t found = 0;
   for (const auto& entry : live) {
-    found +=
-        tracemalloc::get_object_traceback(reinterpret_cast<void*>(entry.first), 42).has_value();
-    tracemalloc::untrack(reinterpret_cast<void*>(entry.first), 42);
+    found += tracemalloc::get_object_traceback(reinterpret_cast<void*>(entry.first), domain)
+                 .has_value();
+    tracemalloc::untrack(reinterpret_cast<void*>(entry.first), domain);
   }
   CHECK(found == live.size());
   CHECK(tracemalloc::get_traced_memory().current == base);
+}
+
+TEST_CASE("tracemalloc: a block traced again replaces its trace, whatever its size",
+          "[tracemalloc]") {
+  // A free the tracer did not see (a custom allocator that forgot untrack): the new trace
+  // replaces the old one, also when one is 4 GiB or more and the other is not.
+  Tracing tracing;
+  const auto base = tracemalloc::get_traced_memory().current;
+  void* fake = reinterpret_cast<void*>(std::uintptr_t{0x12340});
+  const std::size_t huge = (std::size_t{1} << 32) + 7;
+  REQUIRE(tracemalloc::track(fake, huge));
+  CHECK(tracemalloc::get_traced_memory().current == base + huge);
+  REQUIRE(tracemalloc::track(fake, 10));
+  CHECK(tracemalloc::get_traced_memory().current == base + 10);
+  REQUIRE(tracemalloc::track(fake, huge));
+  CHECK(tracemalloc::get_traced_memory().current == base + huge);
+  CHECK(tracemalloc::get_object_traceback(fake).has_value());
+  REQUIRE(tracemalloc::untrack(fake));
+  CHECK(tracemalloc::get_traced_memory().current == base);
+  CHECK_FALSE(tracemalloc::get_object_traceback(fake).has_value());
 }
 
 TEST_CASE("tracemalloc: a forked child can allocate while tracing", "[tracemalloc]") {

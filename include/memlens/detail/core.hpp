@@ -156,6 +156,15 @@ inline std::size_t prefix_size(std::uint32_t flags) noexcept {
   const std::size_t align = object_align(flags);
   return align > sizeof(GcHead) ? align : sizeof(GcHead);
 }
+/// The block make() allocated for the object: what operator new or the pool returned.
+inline const void* allocation_start(const Object* o) noexcept {
+  const std::uint32_t f = Access::flags(o);
+  return reinterpret_cast<const char*>(o) - object_offset(f) - prefix_size(f);
+}
+inline void* allocation_start(Object* o) noexcept {
+  return const_cast<void*>(allocation_start(static_cast<const Object*>(o)));
+}
+
 inline GcHead* gc_head(const Object* o) noexcept {
   // The branch lets the CPU load the head before the flags arrive when the Object base starts
   // the allocation (nearly always); the arithmetic alone would wait for them on every hop. The
@@ -620,7 +629,7 @@ inline void destroy(Object* o) noexcept {
       std::bit_width(std::size_t{__STDCPP_DEFAULT_NEW_ALIGNMENT__}) - 1);
   const bool usual = (f >> flag::align_shift) <= usual_log2_align;
   void* start = usual ? reinterpret_cast<char*>(o) - ((f & flag::tracked) ? sizeof(GcHead) : 0)
-                      : reinterpret_cast<char*>(o) - object_offset(f) - prefix_size(f);
+                      : allocation_start(o);
   o->~Object();
   if (f & flag::pooled) {
     pool::deallocate(start);

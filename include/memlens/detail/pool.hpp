@@ -9,7 +9,8 @@
 //
 // Not thread-safe by itself: it is used under the same rule as every memlens object (one thread,
 // or HeapLock held; see docs/design.md, "Threads"). Pages come from malloc directly, so a
-// replaced global operator new never sees them. Sanitizer builds bypass the pool, so that
+// replaced global operator new never sees them; while tracemalloc traces, each block is traced
+// by itself instead. Sanitizer builds bypass the pool, so that
 // AddressSanitizer checks every object as a heap block of its own.
 #pragma once
 
@@ -20,6 +21,7 @@
 #include <utility>
 
 #include "memlens/config.hpp"
+#include "memlens/detail/trace_core.hpp"
 
 #if defined(MEMLENS_NO_POOL) || defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define MEMLENS_POOL_DISABLED 1
@@ -170,6 +172,12 @@ MEMLENS_NOINLINE inline Page* new_page(std::size_t size_class) {
   return p;
 }
 
+/// Tells tracemalloc about a block, as pymalloc does: one trace per object, whose first frame is
+/// the caller of this function (make(), inlined into the user's code).
+MEMLENS_NOINLINE inline void trace_allocation(void* block, std::size_t size) noexcept {
+  trace::on_alloc(reinterpret_cast<std::uintptr_t>(block), size, 0, __builtin_frame_address(0));
+}
+
 /// A block of at least `size` bytes (at most max_block), aligned to 16.
 inline void* allocate(std::size_t size) {
   const std::size_t k = class_of(size);
@@ -185,6 +193,7 @@ inline void* allocate(std::size_t size) {
   }
   ++p->used;
   if (!p->free && p->untouched == p->end) unlink(c, p);  // full
+  if (MEMLENS_UNLIKELY(trace::tracing())) trace_allocation(block, size);
   return block;
 }
 
@@ -212,6 +221,7 @@ MEMLENS_NOINLINE inline void release_page(SizeClass& c, Page* p) noexcept {
 
 /// Returns a block from allocate().
 inline void deallocate(void* block) noexcept {
+  if (MEMLENS_UNLIKELY(trace::tracing())) trace::on_free(reinterpret_cast<std::uintptr_t>(block), 0);
   Page* p = page_of(block);
   SizeClass& c = state.classes[p->size_class];
   auto* f = static_cast<FreeBlock*>(block);

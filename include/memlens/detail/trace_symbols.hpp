@@ -1,12 +1,14 @@
 // memlens: turning return addresses into (file, line, function) for tracemalloc (internal).
 // Runs only when a snapshot's tracebacks are asked for, never on the allocation path: dladdr and
-// __cxa_demangle for names, and one `addr2line` run per module for files and lines. Results are
-// cached for the life of the process.
+// __cxa_demangle for names, and one `llvm-addr2line -i` (or GNU `addr2line -i`) run per module
+// for files and lines, including the frames of inlined functions. Results are cached for the
+// life of the process.
 #pragma once
 
 #include <cxxabi.h>
 #include <dlfcn.h>
 #include <link.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,6 +34,10 @@ struct SymbolInfo {
   int lineno = 0;
   std::string function;
 };
+
+/// The source-level frames of one return address, innermost first; never empty. The last one
+/// is the function the address is in; those before it were inlined into it.
+using InlineChain = std::vector<SymbolInfo>;
 
 struct Module {
   std::string path;
@@ -106,18 +112,12 @@ inline std::string shell_quote(std::string_view s) {
   return out;
 }
 
-/// Runs addr2line on `offsets` (addresses in the file `path`); fills `out` (same order) and
-/// returns true when it printed two lines per address.
-inline bool run_addr2line(const std::string& path, const std::vector<std::uintptr_t>& offsets,
-                          std::vector<SymbolInfo>& out) {
-  const char* tool = std::getenv("MEMLENS_ADDR2LINE");
-  std::string command = shell_quote(tool && *tool ? tool : "addr2line");
-  command += " -f -C -e " + shell_quote(path);
-  for (std::uintptr_t off : offsets) command += " " + hex(off);
-  command += " 2>/dev/null";
+/// Runs `command` through /bin/sh; returns its output's lines and its exit status (-1 when it
+/// could not be run or did not exit normally; 127 from the shell when the tool is missing).
+inline int run_command(const std::string& command, std::vector<std::string>& lines) {
+  lines.clear();
   FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return false;
-  std::vector<std::string> lines;
+  if (pipe == nullptr) return -1;
   std::string line;
   char buf[4096];
   while (std::fgets(buf, sizeof(buf), pipe) != nullptr) {
@@ -130,31 +130,137 @@ inline bool run_addr2line(const std::string& path, const std::vector<std::uintpt
   }
   if (!line.empty()) lines.push_back(std::move(line));
   int status = pclose(pipe);
+  return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/// One frame from addr2line's two lines for it: the function ("??" when unknown) and
+/// "file:line", maybe followed by " (discriminator N)".
+inline SymbolInfo parse_addr2line_frame(const std::string& function, std::string location) {
+  SymbolInfo info;
+  if (auto d = location.find(" (discriminator"); d != std::string::npos) location.resize(d);
+  if (function != "??") info.function = function;
+  auto colon = location.rfind(':');
+  std::string file = colon == std::string::npos ? location : location.substr(0, colon);
+  if (file.empty() || file == "??") {
+    info.filename = "<unknown>";
+  } else {
+    info.filename = file;
+    info.lineno = colon == std::string::npos ? 0 : std::atoi(location.c_str() + colon + 1);
+  }
+  return info;
+}
+
+/// Whether `line` is the address `value` as `addr2line -a` echoes it ("0x" and hex digits; GNU
+/// pads with zeros, llvm-addr2line does not).
+inline bool is_address_line(const std::string& line, std::uintptr_t value) {
+  if (line.size() < 3 || line[0] != '0' || line[1] != 'x') return false;
+  std::uintptr_t parsed = 0;
+  for (std::size_t i = 2; i < line.size(); ++i) {
+    char c = line[i];
+    unsigned digit;
+    if (c >= '0' && c <= '9') {
+      digit = static_cast<unsigned>(c - '0');
+    } else if (c >= 'a' && c <= 'f') {
+      digit = static_cast<unsigned>(c - 'a' + 10);
+    } else if (c >= 'A' && c <= 'F') {
+      digit = static_cast<unsigned>(c - 'A' + 10);
+    } else {
+      return false;
+    }
+    if (parsed >> (8 * sizeof(std::uintptr_t) - 4) != 0) return false;  // overflow
+    parsed = parsed << 4 | digit;
+  }
+  return parsed == value;
+}
+
+/**
+ * Splits the output of `addr2line -a -i -f -C` for `offsets` into one inline chain per address:
+ * each address is echoed, then followed by one (function, file:line) pair per source-level
+ * frame, innermost first (one pair when nothing is inlined there). A group ends where the next
+ * pair would begin with the next address; function names never look like "0x<hex>", and the
+ * check is made only at pair boundaries, so a file name cannot be mistaken for an address.
+ * Returns false (and leaves `out` unspecified) when the output has any other shape.
+ */
+inline bool parse_addr2line_inlines(const std::vector<std::string>& lines,
+                                    const std::vector<std::uintptr_t>& offsets,
+                                    std::vector<InlineChain>& out) {
+  out.assign(offsets.size(), {});
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < offsets.size(); ++i) {
+    if (at >= lines.size() || !is_address_line(lines[at], offsets[i])) return false;
+    ++at;
+    const bool last = i + 1 == offsets.size();
+    while (at < lines.size() && (last || !is_address_line(lines[at], offsets[i + 1]))) {
+      if (at + 1 >= lines.size()) return false;  // a function without its location
+      out[i].push_back(parse_addr2line_frame(lines[at], lines[at + 1]));
+      at += 2;
+    }
+    if (out[i].empty()) return false;
+  }
+  return at == lines.size();
+}
+
+/**
+ * Runs `tool` on `offsets` (addresses in the file `path`) and fills `out` (same order) with each
+ * address's chain of source-level frames, innermost first: with `-i`, an address inside code the
+ * compiler inlined (std::vector::resize into the user's function) yields the inlined function's
+ * line and then the line in the caller that it was inlined into. A tool that rejects `-a` or
+ * `-i` is asked again without them, for one frame per address (the innermost). Returns false
+ * when the tool is missing or its output cannot be read.
+ */
+inline bool run_addr2line_tool(const std::string& tool, const std::string& path,
+                               const std::vector<std::uintptr_t>& offsets,
+                               std::vector<InlineChain>& out) {
+  std::string program = shell_quote(tool);
+  std::string arguments = " -e " + shell_quote(path);
+  for (std::uintptr_t off : offsets) arguments += " " + hex(off);
+  arguments += " 2>/dev/null";
+  std::vector<std::string> lines;
+  int status = run_command(program + " -a -i -f -C" + arguments, lines);
+  if (status == 127 || status == -1) return false;  // not installed
+  if (status == 0 && parse_addr2line_inlines(lines, offsets, out)) return true;
+  status = run_command(program + " -f -C" + arguments, lines);
   if (status != 0 || lines.size() != offsets.size() * 2) return false;
   out.clear();
   for (std::size_t i = 0; i < offsets.size(); ++i) {
-    SymbolInfo info;
-    const std::string& function = lines[2 * i];
-    std::string location = lines[2 * i + 1];
-    if (auto d = location.find(" (discriminator"); d != std::string::npos) location.resize(d);
-    if (function != "??") info.function = function;
-    auto colon = location.rfind(':');
-    std::string file = colon == std::string::npos ? location : location.substr(0, colon);
-    if (file.empty() || file == "??") {
-      info.filename = "<unknown>";
-    } else {
-      info.filename = file;
-      info.lineno = colon == std::string::npos ? 0 : std::atoi(location.c_str() + colon + 1);
-    }
-    out.push_back(std::move(info));
+    out.push_back({parse_addr2line_frame(lines[2 * i], lines[2 * i + 1])});
   }
   return true;
+}
+
+/**
+ * Symbolizes `offsets` in the file `path` with MEMLENS_ADDR2LINE when set, else with
+ * llvm-addr2line and GNU addr2line, whichever is installed; when both are and the first leaves
+ * some address without a file, the one that names more files wins. llvm-addr2line comes first:
+ * GNU addr2line (binutils 2.40 at least) does not read the address ranges clang gives inlined
+ * functions in DWARF 5 (DW_FORM_rnglistx), so it drops those frames, and an allocation inlined
+ * two levels deep (push_back, then emplace_back) is blamed on a standard library line.
+ */
+inline bool run_addr2line(const std::string& path, const std::vector<std::uintptr_t>& offsets,
+                          std::vector<InlineChain>& out) {
+  const char* chosen = std::getenv("MEMLENS_ADDR2LINE");
+  if (chosen && *chosen) return run_addr2line_tool(chosen, path, offsets, out);
+  bool found = false;
+  std::size_t best_known = 0;
+  for (const char* tool : {"llvm-addr2line", "addr2line"}) {
+    std::vector<InlineChain> chains;
+    if (!run_addr2line_tool(tool, path, offsets, chains)) continue;
+    std::size_t known = 0;
+    for (const InlineChain& chain : chains) known += chain.front().filename != "<unknown>";
+    if (!found || known > best_known) {
+      out = std::move(chains);
+      best_known = known;
+      found = true;
+    }
+    if (best_known == offsets.size()) break;
+  }
+  return found;
 }
 
 /// The process-wide cache (immortal: snapshots may be examined during static destruction).
 struct SymbolCache {
   std::mutex mutex;
-  std::unordered_map<std::uintptr_t, SymbolInfo> symbols;
+  std::unordered_map<std::uintptr_t, InlineChain> symbols;
 };
 
 inline SymbolCache& symbol_cache() {
@@ -162,9 +268,13 @@ inline SymbolCache& symbol_cache() {
   return *cache;
 }
 
-/// Symbolizes return addresses (the line is that of the call: pc - 1). Returns one entry per
-/// element of `pcs`, same order.
-inline std::vector<SymbolInfo> symbolize(const std::vector<std::uintptr_t>& pcs) {
+/**
+ * Symbolizes return addresses. Returns one inline chain per element of `pcs`, same order.
+ * Every frame of the chain is that of the call instruction, pc - 1: the return address may
+ * already belong to the next statement, or to another inlined function, and so would the lines
+ * of the frames it is inlined into.
+ */
+inline std::vector<InlineChain> symbolize(const std::vector<std::uintptr_t>& pcs) {
   TracerScope scope;  // the cache is the tracer's memory: never traced
   SymbolCache& cache = symbol_cache();
   std::lock_guard<std::mutex> lock(cache.mutex);
@@ -187,7 +297,7 @@ inline std::vector<SymbolInfo> symbolize(const std::vector<std::uintptr_t>& pcs)
       }
       if (found == modules.size() || modules[found].path.empty() ||
           modules[found].path.find("linux-vdso") != std::string::npos) {
-        cache.symbols.emplace(pc, symbolize_with_dladdr(pc));
+        cache.symbols.emplace(pc, InlineChain{symbolize_with_dladdr(pc)});
       } else {
         by_module[found].push_back(pc);
       }
@@ -198,22 +308,27 @@ inline std::vector<SymbolInfo> symbolize(const std::vector<std::uintptr_t>& pcs)
         std::size_t last = std::min(list.size(), first + batch);
         std::vector<std::uintptr_t> offsets;
         for (std::size_t i = first; i < last; ++i) offsets.push_back(list[i] - 1 - modules[m].bias);
-        std::vector<SymbolInfo> infos;
-        bool ok = run_addr2line(modules[m].path, offsets, infos);
+        std::vector<InlineChain> chains;
+        bool ok = run_addr2line(modules[m].path, offsets, chains);
         for (std::size_t i = first; i < last; ++i) {
-          SymbolInfo info = symbolize_with_dladdr(list[i]);
+          SymbolInfo fallback = symbolize_with_dladdr(list[i]);
+          InlineChain chain;
           if (ok) {
-            SymbolInfo& line = infos[i - first];
-            if (!line.function.empty()) info.function = std::move(line.function);
-            info.filename = std::move(line.filename);
-            info.lineno = line.lineno;
+            chain = std::move(chains[i - first]);
+            for (std::size_t k = 0; k < chain.size(); ++k) {
+              if (!chain[k].function.empty()) continue;
+              // dladdr names the function the address is in: the outermost frame of the chain.
+              chain[k].function = k + 1 == chain.size() ? fallback.function : hex(list[i]);
+            }
+          } else {
+            chain.push_back(std::move(fallback));
           }
-          cache.symbols.emplace(list[i], std::move(info));
+          cache.symbols.emplace(list[i], std::move(chain));
         }
       }
     }
   }
-  std::vector<SymbolInfo> result;
+  std::vector<InlineChain> result;
   result.reserve(pcs.size());
   for (std::uintptr_t pc : pcs) result.push_back(cache.symbols.at(pc));
   return result;
@@ -248,5 +363,56 @@ inline bool is_std_frame(const SymbolInfo& f) {
   return f.filename == "<unknown>" &&
          (starts_with(f.function, "std::") || starts_with(f.function, "__gnu_cxx::"));
 }
+
+/**
+ * The distinct return addresses of a snapshot, symbolized together (one addr2line run per
+ * module), and the frames a Traceback shows for each of its records.
+ */
+class SymbolTable {
+ public:
+  explicit SymbolTable(std::vector<std::uintptr_t> pcs) : pcs_(std::move(pcs)) {
+    std::sort(pcs_.begin(), pcs_.end());
+    pcs_.erase(std::unique(pcs_.begin(), pcs_.end()), pcs_.end());
+    chains_ = symbolize(pcs_);
+  }
+
+  /// The inline chain of `pc`, one of the addresses the table was built from.
+  const InlineChain& chain(std::uintptr_t pc) const {
+    auto it = std::lower_bound(pcs_.begin(), pcs_.end(), pc);
+    return chains_[static_cast<std::size_t>(it - pcs_.begin())];
+  }
+
+  /**
+   * The frames to show for the return addresses `pcs[0, count)` (most recent first), at most
+   * `limit` of them. Each return address expands into its inline chain, so frames are
+   * source-level frames, as Python's tracemalloc counts Python frames: a function inlined into
+   * its caller is a frame of its own, and `limit` (the `nframe` of start()) counts these
+   * frames, not machine frames. The leading frames of memlens and (with `skip_std`) of the
+   * standard library are dropped first, so the first frame is the user's line that allocated
+   * even when the allocating std code was inlined into it; when nothing else is left, all are
+   * kept. The tracer stores `nframe` + extra_frames machine frames per traceback, each giving
+   * at least one source-level frame, so a traceback is never shorter than with machine frames.
+   */
+  std::vector<const SymbolInfo*> visible_frames(const std::uintptr_t* pcs, std::size_t count,
+                                                bool skip_std, std::size_t limit) const {
+    std::vector<const SymbolInfo*> frames;
+    for (std::size_t i = 0; i < count; ++i) {
+      for (const SymbolInfo& f : chain(pcs[i])) frames.push_back(&f);
+    }
+    std::size_t first = 0;
+    while (first < frames.size() &&
+           (is_memlens_frame(*frames[first]) || (skip_std && is_std_frame(*frames[first])))) {
+      ++first;
+    }
+    if (first == frames.size()) first = 0;  // nothing but library frames: show them all
+    frames.erase(frames.begin(), frames.begin() + static_cast<std::ptrdiff_t>(first));
+    if (frames.size() > limit) frames.resize(limit);
+    return frames;
+  }
+
+ private:
+  std::vector<std::uintptr_t> pcs_;
+  std::vector<InlineChain> chains_;
+};
 
 }  // namespace memlens::detail::trace
