@@ -316,6 +316,24 @@ TEST_CASE("tracemalloc: addr2line -a -i output is split into inline chains", "[t
   CHECK_FALSE(t::parse_addr2line_inlines({"0x11", "f()", "/src/a.cpp:3"}, {0x10}, chains));
 }
 
+TEST_CASE("tracemalloc: a frame is the standard library's by its file and its function",
+          "[tracemalloc]") {
+  using memlens::detail::trace::is_std_frame;
+  using memlens::detail::trace::SymbolInfo;
+  const std::string header = "/usr/include/c++/12/bits/vector.tcc";
+  CHECK(is_std_frame(SymbolInfo{header, 123, "std::vector<int, std::allocator<int> >::reserve"
+                                             "(unsigned long)"}));
+  CHECK(is_std_frame(SymbolInfo{header, 123,
+                                "void std::vector<int, std::allocator<int> >::_M_realloc_insert"
+                                "<int const&>(__gnu_cxx::__normal_iterator<int*>, int const&)"}));
+  CHECK(is_std_frame(SymbolInfo{header, 123, ""}));  // function unknown: by its file
+  // std code inlined into a user's function, without the inline record: the user's frame.
+  CHECK_FALSE(is_std_frame(SymbolInfo{header, 123, "write_section(std::vector<int>&, int)"}));
+  CHECK_FALSE(is_std_frame(SymbolInfo{"/src/app.cpp", 7, "std_like(int)"}));
+  CHECK(is_std_frame(SymbolInfo{"<unknown>", 0, "std::__throw_bad_alloc()"}));
+  CHECK_FALSE(is_std_frame(SymbolInfo{"<unknown>", 0, "main"}));
+}
+
 TEST_CASE("tracemalloc: without a usable addr2line, frames fall back as before", "[tracemalloc]") {
   tmi::Tracing tracing;
   // Missing: no file and line, but a function (dladdr's name, or the address).

@@ -354,11 +354,24 @@ inline bool is_memlens_frame(const SymbolInfo& f) {
   return f.filename == "<unknown>" && starts_with(f.function, "memlens::");
 }
 
-/// Frames in the standard library's headers or its shared library.
+/// Whether a function's name, before its parameters, is in the standard library's namespaces.
+/// The whole head is searched: a demangled name may start with a return type ("void std::...").
+inline bool names_std_function(std::string_view function) {
+  const std::string_view head = function.substr(0, function.find('('));
+  return head.find("std::") != std::string_view::npos ||
+         head.find("__gnu_cxx::") != std::string_view::npos;
+}
+
+/// Frames of the standard library: in its headers or its shared library. A frame whose location
+/// is in a standard header but whose function is not (clang's debug information sometimes gives
+/// std code inlined into a user's function without the inline record) stays the user's frame:
+/// dropping it would blame the caller, a line that did not allocate. A user's function template
+/// with std types in its template arguments counts as std there.
 inline bool is_std_frame(const SymbolInfo& f) {
   if (f.filename.find("/include/c++/") != std::string::npos ||
       f.filename.find("/c++/v1/") != std::string::npos) {
-    return true;
+    const bool unknown_function = f.function.empty() || starts_with(f.function, "0x");
+    return unknown_function || names_std_function(f.function);
   }
   return f.filename == "<unknown>" &&
          (starts_with(f.function, "std::") || starts_with(f.function, "__gnu_cxx::"));
