@@ -22,29 +22,15 @@
 #include <vector>
 
 #include "memlens_test.hpp"
+#include "unit/tracemalloc_test.hpp"
 
 namespace tracemalloc = memlens::tracemalloc;
 
 namespace test_tracemalloc {
 
-/// Stops tracing when a test ends, pass or fail, so other tests run with the hook idle.
-struct Tracing {
-  explicit Tracing(int nframe = 1) {
-    tracemalloc::stop();
-    tracemalloc::start(nframe);
-  }
-  ~Tracing() {
-    tracemalloc::stop();
-    tracemalloc::set_skip_std_frames(true);
-  }
-  Tracing(const Tracing&) = delete;
-  Tracing& operator=(const Tracing&) = delete;
-};
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
+using test_tracemalloc_common::ends_with;
+using test_tracemalloc_common::escape;
+using test_tracemalloc_common::Tracing;
 
 /// Whether frames carry file names (the build has -g and addr2line is installed).
 bool has_line_info(const tracemalloc::Traceback& tb) {
@@ -55,10 +41,6 @@ bool has_line_info(const tracemalloc::Traceback& tb) {
 bool names_this_file(const tracemalloc::Frame& f) {
   return ends_with(f.filename, "tracemalloc.cpp") || f.filename == "<unknown>";
 }
-
-/// Keeps the optimizer from eliding a new/delete pair (it may, even for a replaced operator new)
-/// or turning a call into a tail call that leaves no frame behind.
-inline void escape(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
 
 // Called from two lines, so "lineno" and "traceback" statistics group differently.
 __attribute__((noinline)) char* allocate_in_helper(std::size_t size) {

@@ -23,32 +23,15 @@
 #include <vector>
 
 #include "memlens_test.hpp"
+#include "unit/tracemalloc_test.hpp"
 
 namespace tracemalloc = memlens::tracemalloc;
 
 namespace test_tracemalloc_inlined {
 
-/// Stops tracing when a test ends, pass or fail, so other tests run with the hook idle.
-struct Tracing {
-  explicit Tracing(int nframe = 1) {
-    tracemalloc::stop();
-    tracemalloc::start(nframe);
-  }
-  ~Tracing() {
-    tracemalloc::stop();
-    tracemalloc::set_skip_std_frames(true);
-  }
-  Tracing(const Tracing&) = delete;
-  Tracing& operator=(const Tracing&) = delete;
-};
-
-/// Keeps the optimizer from eliding an allocation nobody observes (C++ allows it; clang does).
-inline void escape(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
+using test_tracemalloc_common::ends_with;
+using test_tracemalloc_common::escape;
+using test_tracemalloc_common::Tracing;
 
 /**
  * Whether this program's frames carry file and line (a -g build, addr2line installed), judged
