@@ -217,7 +217,7 @@ MEMLENS_ALWAYS_INLINE inline void Visitor::visit_ref(R& ref) {
   if (!ref) return;
   if (gc_.kind == detail::GcVisit::generic) return visit_edge_of(ref);
   if (detail::gc_visit(gc_, const_cast<Object*>(ref.object()))) {
-    if constexpr (!std::is_const_v<R>) detail::gc_keep_taken(gc_, ref.release());
+    if constexpr (!std::is_const_v<R>) detail::gc_detached(gc_, ref.release());
   }
 }
 

@@ -63,35 +63,24 @@ class OwnedWeakRefs final : public Visitor {
   std::unordered_set<const WeakLink*>& out_;
 };
 
-/// Detaches every reference an object holds (CPython's tp_clear), keeping them until `drop()`,
-/// so that they are dropped only after its traverse has returned.
-class TakeReferences final : public Visitor {
+/// Detaches every reference the garbage holds (CPython's tp_clear; see gc_detached), keeping
+/// those to objects outside the garbage until `drop()`.
+class DetachReferences final : public Visitor {
  public:
-  /// `kind` is take or detach (see gc_keep_taken).
-  explicit TakeReferences(GcVisit kind = GcVisit::take) noexcept : Visitor(GcVisitState{kind}) {
-    gc_.taken = buffer_;
-    gc_.taken_capacity = std::size(buffer_);
-    gc_.more_taken = &more_;
-  }
-  TakeReferences(const TakeReferences&) = delete;
-  TakeReferences& operator=(const TakeReferences&) = delete;
-  ~TakeReferences() override { drop(); }
+  DetachReferences() noexcept : Visitor(GcVisitState{GcVisit::detach}) { gc_.kept = &kept_; }
+  DetachReferences(const DetachReferences&) = delete;
+  DetachReferences& operator=(const DetachReferences&) = delete;
 
   // Only for a traverse that calls visit_edge itself; visit(...) does the work inline.
   void visit_edge(const Edge& edge) override {
-    if (edge.can_take()) gc_keep_taken(gc_, edge.take().release());
+    if (edge.can_take()) gc_detached(gc_, edge.take().release());
   }
 
-  /// Drops what was taken, in the order it was; may free objects.
-  void drop() noexcept {
-    for (std::uint32_t i = 0; i < gc_.taken_count; ++i) decref(buffer_[i]);
-    gc_.taken_count = 0;
-    more_.clear();
-  }
+  /// Drops the references kept; may free objects.
+  void drop() noexcept { kept_.clear(); }
 
  private:
-  Object* buffer_[30];
-  std::vector<Ref<Object>> more_;
+  std::vector<Ref<Object>> kept_;
 };
 
 /// What gc_partition found.
@@ -272,7 +261,7 @@ inline bool gc_queued(const Object* o) noexcept {
 /// destructor) is set aside: the release of that reference frees it, or it lives on in the old
 /// generation. The references kept are dropped last.
 inline void gc_free_garbage(GcList& unreachable, GcList& old, std::uint32_t old_generation) {
-  TakeReferences detach(GcVisit::detach);
+  DetachReferences detach;
   for (Object* o = unreachable.first(); o != unreachable.end(); o = gc_head(o)->next) {
     o->traverse(detach);
   }

@@ -298,9 +298,8 @@ enum class GcVisit : std::uint8_t {
   subtract,             // gc_refs - 1 for targets flagged `collecting`
   subtract_generation,  // the same for targets in generations up to `generation`, entering them
   move_reachable,       // CPython's visit_reachable
-  take,                 // detach the reference and append it to `taken` (CPython's tp_clear)
   find,                 // note whether a reference to `wanted` is there (gc.get_referrers)
-  detach,               // take, but drop references between garbage objects without a release
+  detach,               // null the reference (CPython's tp_clear; see gc_detached)
 };
 
 struct GcVisitState {
@@ -308,12 +307,7 @@ struct GcVisitState {
   std::uint32_t generation = 0;        // subtract_generation
   GcList* scanned = nullptr;           // move_reachable: the list being scanned
   std::size_t* unreachable = nullptr;  // move_reachable: objects tentatively unreachable
-  // take: references detached from the object being cleared wait here, then in `more_taken`,
-  // until its traverse has returned.
-  Object** taken = nullptr;
-  std::uint32_t taken_count = 0;
-  std::uint32_t taken_capacity = 0;
-  std::vector<Ref<Object>>* more_taken = nullptr;
+  std::vector<Ref<Object>>* kept = nullptr;  // detach: references out of the garbage
   const Object* wanted = nullptr;  // find
   bool found = false;              // find
 };
@@ -327,33 +321,26 @@ MEMLENS_NOINLINE inline void gc_move_back(const GcVisitState& s, Object* target)
   --*s.unreachable;
 }
 
-/// Keeps a reference taken by a `take` visit beyond the inline buffer's capacity. (A template
-/// only so that Ref, not complete here, is by the time it is used.)
+/// Keeps a detached reference to an object outside the garbage until the garbage is freed. (A
+/// template only so that Ref, not complete here, is by the time it is used.)
 template <class R = Ref<Object>>
-MEMLENS_NOINLINE void gc_keep_more_taken(const GcVisitState& s, Object* taken) {
-  std::vector<R>& kept = *s.more_taken;
-  kept.push_back(R(adopt, taken));
+MEMLENS_NOINLINE void gc_keep_detached(const GcVisitState& s, Object* detached) {
+  std::vector<R>& kept = *s.kept;
+  kept.push_back(R(adopt, detached));
 }
 
-/// Keeps a reference taken by a `take` visit until the traverse that gave it returns. A
-/// `detach` visit only lowers the count of a garbage object, which the collector frees itself,
-/// and keeps references to other objects until then.
-MEMLENS_ALWAYS_INLINE inline void gc_keep_taken(GcVisitState& s, Object* taken) {
-  if (s.kind == GcVisit::detach) {
-    if (Access::flags(taken) & flag::unreachable) {
-      --Access::refcnt(taken);
-    } else {
-      gc_keep_more_taken(s, taken);
-    }
-  } else if (s.taken_count < s.taken_capacity) [[likely]] {
-    s.taken[s.taken_count++] = taken;
+/// A reference a `detach` visit took out of its slot: one to another garbage object only lowers
+/// that object's count (the collector frees it itself), one to anything else is kept.
+MEMLENS_ALWAYS_INLINE inline void gc_detached(const GcVisitState& s, Object* detached) {
+  if (Access::flags(detached) & flag::unreachable) {
+    --Access::refcnt(detached);
   } else {
-    gc_keep_more_taken(s, taken);
+    gc_keep_detached(s, detached);
   }
 }
 
 /// What a collector's visit does with one reference, inline in every traverse. Returns true
-/// when the caller must detach the reference and hand it to gc_keep_taken.
+/// when the caller must detach the reference and hand it to gc_detached.
 MEMLENS_ALWAYS_INLINE inline bool gc_visit(GcVisitState& s, Object* target) noexcept {
   switch (s.kind) {
     case GcVisit::subtract:
@@ -378,7 +365,6 @@ MEMLENS_ALWAYS_INLINE inline bool gc_visit(GcVisitState& s, Object* target) noex
       }
       return false;
     }
-    case GcVisit::take:
     case GcVisit::detach:
       return true;
     case GcVisit::find:
