@@ -31,6 +31,7 @@
 #endif
 
 #include "memlens/gc.hpp"
+#include "json_field.hpp"
 
 namespace {
 
@@ -305,19 +306,7 @@ struct CPythonResults {
   std::map<std::string, Figures> cases;  // by shape name
 };
 
-/// The value of `"key": ...` in one of gc_cpython.py's lines: flat JSON objects of strings and
-/// numbers, which need no JSON library.
-std::optional<std::string> json_field(std::string_view line, std::string_view key) {
-  const std::string quoted_key = fmt::format("\"{}\": ", key);
-  const auto at = line.find(quoted_key);
-  if (at == std::string_view::npos) return std::nullopt;
-  std::string_view value = line.substr(at + quoted_key.size());
-  if (value.starts_with('"')) {
-    value.remove_prefix(1);
-    return std::string(value.substr(0, value.find('"')));
-  }
-  return std::string(value.substr(0, value.find_first_of(",}")));
-}
+using memlens_bench::json_field;
 
 std::string shell_quote(const std::string& text) {
   std::string quoted = "'";

@@ -17,6 +17,7 @@
 // interprets its trace) is compared with the untraced process.
 
 #include "memlens/tracemalloc.hpp"
+#include "json_field.hpp"
 
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
@@ -344,18 +345,7 @@ int live_set_child(std::size_t allocations, int nframe) {
   return 0;
 }
 
-/// The value of `"key": ...` in a child's report: a flat JSON object of strings and numbers.
-std::optional<std::string> json_field(std::string_view line, std::string_view key) {
-  const std::string quoted_key = fmt::format("\"{}\": ", key);
-  const auto at = line.find(quoted_key);
-  if (at == std::string_view::npos) return std::nullopt;
-  std::string_view value = line.substr(at + quoted_key.size());
-  if (value.starts_with('"')) {
-    value.remove_prefix(1);
-    return std::string(value.substr(0, value.find('"')));
-  }
-  return std::string(value.substr(0, value.find_first_of(",}")));
-}
+using memlens_bench::json_field;
 
 std::optional<double> json_number(std::string_view line, std::string_view key) {
   const auto text = json_field(line, key);
