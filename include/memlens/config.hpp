@@ -22,6 +22,7 @@
 // Keeps the rare path (last reference dropped) out of the inlined Ref destructor.
 #if defined(__GNUC__) || defined(__clang__)
 #define MEMLENS_NOINLINE __attribute__((noinline))
+// For the collector's per-reference work in every traverse, which must not become a call.
 #define MEMLENS_ALWAYS_INLINE __attribute__((always_inline))
 #define MEMLENS_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MEMLENS_UNLIKELY(x) __builtin_expect(!!(x), 0)
