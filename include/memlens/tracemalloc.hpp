@@ -62,14 +62,36 @@ struct Frame {
 };
 
 /// Where an allocation was made: frames, most recent first (front() is the line that allocated).
+/// Equality, ordering and hashing look at the frames only, as Python's do.
 class Traceback {
  public:
   using value_type = Frame;
   using const_iterator = std::vector<Frame>::const_iterator;
 
   Traceback() : frames_(empty_frames()) {}
-  explicit Traceback(std::vector<Frame> frames)
-      : frames_(std::make_shared<const std::vector<Frame>>(std::move(frames))) {}
+  /// `total_nframe`, when known, is at least `frames.size()` (see total_nframe()).
+  explicit Traceback(std::vector<Frame> frames,
+                     std::optional<std::size_t> total_nframe = std::nullopt)
+      : frames_(std::make_shared<const std::vector<Frame>>(std::move(frames))),
+        total_nframe_(total_nframe.value_or(unknown_total)) {
+    MEMLENS_ASSERT(!total_nframe || *total_nframe >= frames_->size(),
+                   "tracemalloc: a Traceback's total_nframe is smaller than its frame count");
+  }
+
+  /**
+   * How many frames the stack had before the traceback was truncated to the traceback limit
+   * (Python's Traceback.total_nframe), never less than size(); nullopt when unknown: for the
+   * tracebacks of statistics() and compare_to() (as in Python) and of snapshots loaded from
+   * version-1 files. The tracer captures a few more return addresses than the limit and only
+   * counts the rest, so this is the number of frames size() would count (source-level frames,
+   * leading memlens and std frames dropped) among the captured addresses, plus one per address
+   * beyond them, never symbolized. When the whole stack was captured, it is exactly the number
+   * of frames a large enough limit would show.
+   */
+  std::optional<std::size_t> total_nframe() const noexcept {
+    if (total_nframe_ == unknown_total) return std::nullopt;
+    return total_nframe_;
+  }
 
   std::size_t size() const noexcept { return frames_->size(); }
   bool empty() const noexcept { return frames_->empty(); }
@@ -118,6 +140,11 @@ class Traceback {
   }
 
  private:
+  friend class Snapshot;  // drops total_nframe from statistics keys
+
+  // In place of an optional: a Traceback is in every Trace of a snapshot.
+  static constexpr std::size_t unknown_total = std::numeric_limits<std::size_t>::max();
+
   static const std::shared_ptr<const std::vector<Frame>>& empty_frames() {
     static const auto* empty =
         new std::shared_ptr<const std::vector<Frame>>(std::make_shared<const std::vector<Frame>>());
@@ -136,6 +163,7 @@ class Traceback {
   }
 
   std::shared_ptr<const std::vector<Frame>> frames_;
+  std::size_t total_nframe_ = unknown_total;
 };
 
 }  // namespace memlens::tracemalloc
@@ -280,11 +308,15 @@ struct SnapshotData {
     tracebacks.reserve(records.size());
     for (const auto& r : records) {
       std::vector<Frame> frames;
-      for (const auto* f : symbols.visible_frames(pcs.data() + r.offset, r.count, skip_std,
-                                                  static_cast<std::size_t>(traceback_limit))) {
+      std::size_t visible = 0;
+      for (const auto* f :
+           symbols.visible_frames(pcs.data() + r.offset, r.count, skip_std,
+                                  static_cast<std::size_t>(traceback_limit), &visible)) {
         frames.push_back(Frame{f->filename, f->lineno, f->function});
       }
-      tracebacks.emplace_back(std::move(frames));
+      // Return addresses beyond the captured ones were only counted: one frame each.
+      const std::size_t uncaptured = r.total > r.count ? std::size_t{r.total} - r.count : 0;
+      tracebacks.emplace_back(std::move(frames), visible + uncaptured);
     }
   }
 };
@@ -515,7 +547,11 @@ class Snapshot {
       if (s.count == 0) continue;
       const Traceback& tb = tracebacks[id];
       if (by_traceback) {
-        add(tb, s);
+        // Python's statistics keys carry no total_nframe; and as a key compares by frames,
+        // traces whose stacks differ only beyond the limit are one statistic.
+        Traceback key = tb;
+        key.total_nframe_ = Traceback::unknown_total;
+        add(key, s);
       } else if (!cumulative || tb.empty()) {
         add(key_of(tb.empty() ? unknown : tb.front()), s);
       } else {
@@ -674,7 +710,8 @@ inline Snapshot take_snapshot() {
   return Snapshot(std::move(data));
 }
 
-/// Where the object at `ptr` was allocated, if it is traced (Python's get_object_traceback).
+/// Where the object at `ptr` was allocated, if it is traced (Python's get_object_traceback;
+/// unlike Python's, the traceback has its total_nframe).
 inline std::optional<Traceback> get_object_traceback(const void* ptr, unsigned domain = 0) {
   namespace t = memlens::detail::trace;
   auto data = std::make_shared<detail::SnapshotData>();
@@ -688,7 +725,7 @@ inline std::optional<Traceback> get_object_traceback(const void* ptr, unsigned d
     if (id == t::TracebackTable::none) return std::nullopt;
     const auto& r = t::state.tracebacks.records[id];
     data->traceback_limit = t::state.nframe.load(std::memory_order_relaxed);
-    data->records.push_back(t::TracebackRecord{r.hash, 0, r.count});
+    data->records.push_back(t::TracebackRecord{r.hash, 0, r.count, r.total});
     data->pcs.assign(t::state.tracebacks.frames + r.offset,
                      t::state.tracebacks.frames + r.offset + r.count);
   }

@@ -2,18 +2,22 @@
 // Snapshot::load. Included at the end of memlens/tracemalloc.hpp.
 //
 // Layout (native little-endian, x86-64 and aarch64 alike):
-//   "MLTRACE\0"  u32 version (1)  u32 traceback_limit
-//   u64 tracebacks, each: u32 frames, each: u32 n, filename[n], i32 lineno, u32 n, function[n]
+//   "MLTRACE\0"  u32 version (2)  u32 traceback_limit
+//   u64 tracebacks, each: u32 frames, u32 total_nframe (0xffffffff: unknown; at least frames),
+//     then the frames, each: u32 n, filename[n], i32 lineno, u32 n, function[n]
 //   u64 traces, each: u32 domain, u32 traceback index, u64 size
 //   u64 FNV-1a of every byte before it
+// Version 1, still read, is the same without total_nframe.
 #pragma once
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,7 +27,11 @@
 namespace memlens::tracemalloc::detail {
 
 inline constexpr char snapshot_magic[8] = {'M', 'L', 'T', 'R', 'A', 'C', 'E', '\0'};
-inline constexpr std::uint32_t snapshot_version = 1;
+inline constexpr std::uint32_t snapshot_version = 2;
+/// The oldest version load() reads.
+inline constexpr std::uint32_t snapshot_oldest_version = 1;
+/// A traceback's total_nframe in the file when it is unknown.
+inline constexpr std::uint32_t snapshot_unknown_total = 0xffffffffU;
 
 inline std::uint64_t fnv1a(const char* data, std::size_t size) {
   std::uint64_t h = 0xcbf29ce484222325ULL;
@@ -103,6 +111,10 @@ inline void Snapshot::dump(const std::string& path) const {
   w.put(static_cast<std::uint64_t>(tracebacks.size()));
   for (const auto& tb : tracebacks) {
     w.put(static_cast<std::uint32_t>(tb.size()));
+    const auto total = tb.total_nframe();
+    w.put(total ? static_cast<std::uint32_t>(
+                      std::min<std::size_t>(*total, detail::snapshot_unknown_total - 1))
+                : detail::snapshot_unknown_total);
     for (const auto& f : tb) {
       w.put_string(f.filename);
       w.put(static_cast<std::int32_t>(f.lineno));
@@ -168,8 +180,9 @@ inline Snapshot Snapshot::load(const std::string& path) {
   if (bytes.size() < sizeof(detail::snapshot_magic) + 4) header.fail("file is truncated");
   std::uint32_t version;
   std::memcpy(&version, bytes.data() + sizeof(detail::snapshot_magic), sizeof(version));
-  if (version != detail::snapshot_version) {
+  if (version < detail::snapshot_oldest_version || version > detail::snapshot_version) {
     header.fail("unsupported version " + std::to_string(version) + " (this memlens reads " +
+                std::to_string(detail::snapshot_oldest_version) + " to " +
                 std::to_string(detail::snapshot_version) + ")");
   }
   constexpr std::size_t fixed = sizeof(detail::snapshot_magic) + 4 + 4 + 8 + 8 + 8;
@@ -189,10 +202,23 @@ inline Snapshot Snapshot::load(const std::string& path) {
     r.fail("file is corrupt (traceback limit " + std::to_string(limit) + ")");
   }
   data->traceback_limit = static_cast<int>(limit);
-  auto ntracebacks = r.get_count(4);
+  const bool has_totals = version >= 2;
+  auto ntracebacks = r.get_count(has_totals ? 8 : 4);
   data->tracebacks.reserve(ntracebacks);
   for (std::uint64_t i = 0; i < ntracebacks; ++i) {
     auto nframes = r.get<std::uint32_t>();
+    std::optional<std::size_t> total_nframe;
+    if (has_totals) {
+      auto total = r.get<std::uint32_t>();
+      if (total != detail::snapshot_unknown_total) {
+        if (total < nframes) {
+          r.fail("file is corrupt (traceback " + std::to_string(i) + " has " +
+                 std::to_string(nframes) + " frames but total_nframe " + std::to_string(total) +
+                 ")");
+        }
+        total_nframe = total;
+      }
+    }
     if (nframes > r.left() / 12) r.fail("file is corrupt (impossible count)");
     std::vector<Frame> frames;
     frames.reserve(nframes);
@@ -203,7 +229,7 @@ inline Snapshot Snapshot::load(const std::string& path) {
       f.function = r.get_string();
       frames.push_back(std::move(f));
     }
-    data->tracebacks.emplace_back(std::move(frames));
+    data->tracebacks.emplace_back(std::move(frames), total_nframe);
   }
   std::call_once(data->symbolized_once, [] {});
   auto ntraces = r.get_count(16);

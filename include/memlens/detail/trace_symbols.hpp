@@ -405,9 +405,11 @@ class SymbolTable {
    * even when the allocating std code was inlined into it; when nothing else is left, all are
    * kept. The tracer stores `nframe` + extra_frames machine frames per traceback, each giving
    * at least one source-level frame, so a traceback is never shorter than with machine frames.
+   * `*untruncated` gets the number of frames before the cut to `limit` (for total_nframe).
    */
   std::vector<const SymbolInfo*> visible_frames(const std::uintptr_t* pcs, std::size_t count,
-                                                bool skip_std, std::size_t limit) const {
+                                                bool skip_std, std::size_t limit,
+                                                std::size_t* untruncated) const {
     std::vector<const SymbolInfo*> frames;
     for (std::size_t i = 0; i < count; ++i) {
       for (const SymbolInfo& f : chain(pcs[i])) frames.push_back(&f);
@@ -419,6 +421,7 @@ class SymbolTable {
     }
     if (first == frames.size()) first = 0;  // nothing but library frames: show them all
     frames.erase(frames.begin(), frames.begin() + static_cast<std::ptrdiff_t>(first));
+    *untruncated = frames.size();
     if (frames.size() > limit) frames.resize(limit);
     return frames;
   }
