@@ -69,13 +69,17 @@ class Traceback {
   using const_iterator = std::vector<Frame>::const_iterator;
 
   Traceback() : frames_(empty_frames()) {}
-  /// `total_nframe`, when known, is at least `frames.size()` (see total_nframe()).
+  /// `total_nframe`, when known, is at least `frames.size()` (see total_nframe()); a smaller one
+  /// throws ValueError.
   explicit Traceback(std::vector<Frame> frames,
                      std::optional<std::size_t> total_nframe = std::nullopt)
       : frames_(std::make_shared<const std::vector<Frame>>(std::move(frames))),
         total_nframe_(total_nframe.value_or(unknown_total)) {
-    MEMLENS_ASSERT(!total_nframe || *total_nframe >= frames_->size(),
-                   "tracemalloc: a Traceback's total_nframe is smaller than its frame count");
+    if (total_nframe && *total_nframe < frames_->size()) {
+      throw ValueError("tracemalloc: a Traceback's total_nframe (" +
+                       std::to_string(*total_nframe) + ") is smaller than its frame count (" +
+                       std::to_string(frames_->size()) + ")");
+    }
   }
 
   /**

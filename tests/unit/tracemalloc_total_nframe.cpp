@@ -392,4 +392,6 @@ TEST_CASE("tracemalloc: Traceback's total_nframe is not part of equality, order 
   CHECK(std::hash<tracemalloc::Traceback>()(known) == std::hash<tracemalloc::Traceback>()(unknown));
   const tracemalloc::Traceback copy = known;
   CHECK(copy.total_nframe() == known.total_nframe());
+  CHECK(tracemalloc::Traceback(frames, 1).total_nframe() == std::optional<std::size_t>(1));
+  CHECK_THROWS_AS(tracemalloc::Traceback(frames, 0), memlens::ValueError);
 }
