@@ -19,30 +19,16 @@
 #include <vector>
 
 #include "memlens_test.hpp"
+#include "unit/tracemalloc_test.hpp"
 
 namespace tracemalloc = memlens::tracemalloc;
 
 namespace test_e09 {
 
-/// Tracing started by the test itself, stopped when the test ends, pass or fail.
-struct Tracing {
-  Tracing() {
-    tracemalloc::stop();
-    tracemalloc::start();
-  }
-  ~Tracing() { tracemalloc::stop(); }
-  Tracing(const Tracing&) = delete;
-  Tracing& operator=(const Tracing&) = delete;
-};
-
-/// Makes an address escape, so that an optimizer may not elide the allocation behind it (C++
-/// allows dropping a new/delete pair nobody observes; clang -O2 does).
-inline void escape(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
-
-bool ends_with(const std::string& s, std::string_view suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
+using test_tracemalloc_common::ends_with;
+using test_tracemalloc_common::escape;
+using test_tracemalloc_common::has_line_info;
+using test_tracemalloc_common::Tracing;
 
 /// Checks that the traceback's most recent frame is this file at `line`. Without line
 /// information (no -g, or no addr2line) there is nothing to compare: that is reported, not
@@ -50,7 +36,7 @@ bool ends_with(const std::string& s, std::string_view suffix) {
 void check_names_line(const tracemalloc::Traceback& tb, int line) {
   REQUIRE_FALSE(tb.empty());
   const tracemalloc::Frame& frame = tb.front();
-  if (frame.filename == "<unknown>") {
+  if (!has_line_info()) {
     WARN("no line information for " << frame.function << ": file:line not checked");
     return;
   }
@@ -218,8 +204,7 @@ TEST_CASE("e09: stop() returns a summary report", "[exercise][e09][tracemalloc]"
   CHECK_THAT(text, memlens_test::contains("peak " + tracemalloc::detail::format_size(
                                                         static_cast<double>(report.peak), false)));
   CHECK_THAT(text, memlens_test::contains(tracemalloc::to_string(report.top_allocations[0])));
-  const auto& frame = report.top_allocations[0].traceback.front();
-  if (frame.filename != "<unknown>") {
+  if (test_e09::has_line_info()) {
     CHECK_THAT(text, memlens_test::contains(
                          "e09_memory_profiler.cpp:" + std::to_string(run.dict_line) + ": size="));
   }

@@ -32,14 +32,10 @@ using test_tracemalloc_common::ends_with;
 using test_tracemalloc_common::escape;
 using test_tracemalloc_common::Tracing;
 
-/// Whether frames carry file names (the build has -g and addr2line is installed).
-bool has_line_info(const tracemalloc::Traceback& tb) {
-  return !tb.empty() && tb.front().filename != "<unknown>";
-}
-
-/// A frame of this file at `line`, by file and line when known, else by function name.
+/// A frame of this file, by file name when the build has line information, else a frame with a
+/// function name.
 bool names_this_file(const tracemalloc::Frame& f) {
-  return ends_with(f.filename, "tracemalloc.cpp") || f.filename == "<unknown>";
+  return test_tracemalloc_common::has_line_info() ? ends_with(f.filename, "tracemalloc.cpp") : !f.function.empty();
 }
 
 // Called from two lines, so "lineno" and "traceback" statistics group differently.
@@ -261,7 +257,7 @@ TEST_CASE("tracemalloc: Allocator<T> traces a std::vector without the global hoo
     auto stats = snapshot.statistics("lineno");
     REQUIRE_FALSE(stats.empty());
     CHECK(stats.front().size == 1000 * sizeof(int));
-    if (test_tracemalloc::has_line_info(stats.front().traceback)) {
+    if (test_tracemalloc_common::has_line_info()) {
       CHECK(stats.front().traceback.front().lineno == line);
       CHECK(only.traces().size() == 1);
     }
@@ -303,7 +299,7 @@ TEST_CASE("tracemalloc: statistics(\"lineno\") names the line that allocated", "
   REQUIRE(top.traceback.size() == 1);
   const auto& frame = top.traceback.front();
   CHECK_FALSE(frame.function.empty());
-  if (frame.filename != "<unknown>") {
+  if (test_tracemalloc_common::has_line_info()) {
     CHECK(test_tracemalloc::ends_with(frame.filename, "tests/unit/tracemalloc.cpp"));
     CHECK(frame.lineno == line);
   }
@@ -320,7 +316,7 @@ TEST_CASE("tracemalloc: std frames are skipped, or kept on request", "[tracemall
   auto kept = tracemalloc::take_snapshot().statistics("lineno");
   REQUIRE_FALSE(skipped.empty());
   REQUIRE_FALSE(kept.empty());
-  if (test_tracemalloc::has_line_info(skipped.front().traceback)) {
+  if (test_tracemalloc_common::has_line_info()) {
     CHECK(skipped.front().traceback.front().lineno == line);
     CHECK(kept.front().traceback.front().filename.find("c++") != std::string::npos);
   }
@@ -353,7 +349,7 @@ TEST_CASE("tracemalloc: statistics by filename, traceback, cumulative", "[tracem
   CHECK(by_file[0].traceback.front().lineno == 0);
 
   auto cumulative = snapshot.statistics("lineno", true);
-  if (test_tracemalloc::has_line_info(by_line[0].traceback)) {
+  if (test_tracemalloc_common::has_line_info()) {
     CHECK(by_line[0].traceback.front().lineno == test_tracemalloc::kHelperLine);
     CHECK(test_tracemalloc::ends_with(by_file[0].traceback.front().filename, "tracemalloc.cpp"));
     auto size_at = [&](int line) {
@@ -388,7 +384,7 @@ TEST_CASE("tracemalloc: compare_to shows what grew", "[tracemalloc]") {
   CHECK(diffs[0].size_diff == 70000);
   CHECK(diffs[0].count == 1);
   CHECK(diffs[0].count_diff == 1);
-  if (test_tracemalloc::has_line_info(diffs[0].traceback)) {
+  if (test_tracemalloc_common::has_line_info()) {
     CHECK(diffs[0].traceback.front().lineno == line);
   }
   auto back = first.compare_to(second, "filename");
@@ -405,7 +401,7 @@ TEST_CASE("tracemalloc: filter_traces with fnmatch patterns and lines", "[tracem
   delete[] block;
   const auto& all = snapshot.traces();
   REQUIRE_FALSE(all.empty());
-  if (!test_tracemalloc::has_line_info(snapshot.statistics("lineno").front().traceback)) return;
+  if (!test_tracemalloc_common::has_line_info()) return;
 
   auto ours = snapshot.filter_traces({tracemalloc::Filter(true, "*/unit/tracemalloc.cpp")});
   CHECK_FALSE(ours.traces().empty());
@@ -548,7 +544,7 @@ TEST_CASE("tracemalloc: get_object_traceback", "[tracemalloc]") {
   REQUIRE(tb.has_value());
   REQUIRE_FALSE(tb->empty());
   CHECK(tb->size() <= 2);
-  if (test_tracemalloc::has_line_info(*tb)) CHECK(tb->front().lineno == line);
+  if (test_tracemalloc_common::has_line_info()) CHECK(tb->front().lineno == line);
   CHECK_FALSE(none.has_value());
 }
 
@@ -580,7 +576,7 @@ TEST_CASE("tracemalloc: memlens objects are traced one by one, pooled or not", "
     auto large_tb = tracemalloc::get_object_traceback(large);
     REQUIRE(tb.has_value());
     REQUIRE(large_tb.has_value());
-    if (test_tracemalloc::has_line_info(*tb)) {
+    if (test_tracemalloc_common::has_line_info()) {
       CHECK(test_tracemalloc::names_this_file(tb->front()));
       CHECK(tb->front().lineno == line);
       CHECK(large_tb->front().lineno == large_line);

@@ -29,4 +29,29 @@ inline bool ends_with(const std::string& s, const std::string& suffix) {
 /// a replaced operator new) or turning a call into a tail call that leaves no frame behind.
 inline void escape(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
 
+/**
+ * Whether this program's frames carry file and line (a -g build, addr2line installed), judged
+ * once, on a block allocated right here with no library code in between, never on the frame
+ * under test: a frame wrongly blamed on code without debug info (Catch2's runner, libc) must
+ * fail its test, not be excused. Starts tracing for the probe when it is off; when it is on, the
+ * probe's block is freed before this returns.
+ */
+inline bool has_line_info() {
+  static const bool known = [] {
+    namespace tracemalloc = memlens::tracemalloc;
+    const bool was_tracing = tracemalloc::is_tracing();
+    if (!was_tracing) tracemalloc::start(1);
+    char* block = new char[1234];
+    escape(block);
+    const bool lines = [&] {
+      const auto tb = tracemalloc::get_object_traceback(block);
+      return tb && !tb->empty() && tb->front().filename != "<unknown>";
+    }();
+    delete[] block;
+    if (!was_tracing) tracemalloc::stop();
+    return lines;
+  }();
+  return known;
+}
+
 }  // namespace test_tracemalloc_common
