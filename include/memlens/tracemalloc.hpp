@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <memory_resource>
@@ -24,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -76,9 +78,9 @@ class Traceback {
       : frames_(std::make_shared<const std::vector<Frame>>(std::move(frames))),
         total_nframe_(total_nframe.value_or(unknown_total)) {
     if (total_nframe && *total_nframe < frames_->size()) {
-      throw ValueError("tracemalloc: a Traceback's total_nframe (" +
-                       std::to_string(*total_nframe) + ") is smaller than its frame count (" +
-                       std::to_string(frames_->size()) + ")");
+      throw ValueError("tracemalloc: a Traceback's total_nframe (" + std::to_string(*total_nframe) +
+                       ") is smaller than its frame count (" + std::to_string(frames_->size()) +
+                       ")");
     }
   }
 
@@ -408,6 +410,7 @@ class Snapshot {
   const std::vector<Trace>& traces() const {
     std::call_once(data_->traces_once, [this] {
       const auto& tracebacks = data_->symbolized();
+      data_->public_traces.clear();  // a throw left part of them, and call_once runs us again
       data_->public_traces.reserve(data_->traces.size());
       for (const auto& t : data_->traces) {
         data_->public_traces.push_back(Trace{t.domain, t.size, tracebacks[t.traceback]});
@@ -424,11 +427,12 @@ class Snapshot {
     auto groups = group_by(key_type, cumulative);
     std::vector<Statistic> stats;
     stats.reserve(groups.size());
-    for (auto& [tb, s] : groups) stats.push_back(Statistic{tb, s.size, s.count});
+    for (auto& [key, s] : groups) stats.push_back(Statistic{s.shown, s.size, s.count});
+    // Python sorts by (size, count, traceback), largest first, ties included.
     std::sort(stats.begin(), stats.end(), [](const Statistic& a, const Statistic& b) {
       if (a.size != b.size) return a.size > b.size;
       if (a.count != b.count) return a.count > b.count;
-      return a.traceback < b.traceback;
+      return python_less(b.traceback, a.traceback);
     });
     return stats;
   }
@@ -439,17 +443,18 @@ class Snapshot {
     auto now = group_by(key_type, cumulative);
     auto before = old.group_by(key_type, cumulative);
     std::vector<StatisticDiff> diffs;
-    for (auto& [tb, s] : now) {
+    for (auto& [key, s] : now) {
       Sum o{};
-      if (auto it = before.find(tb); it != before.end()) {
+      if (auto it = before.find(key); it != before.end()) {
         o = it->second;
         before.erase(it);
       }
-      diffs.push_back(StatisticDiff{tb, s.size, signed_diff(s.size, o.size), s.count,
+      diffs.push_back(StatisticDiff{s.shown, s.size, signed_diff(s.size, o.size), s.count,
                                     signed_diff(s.count, o.count)});
     }
-    for (auto& [tb, o] : before) {
-      diffs.push_back(StatisticDiff{tb, 0, signed_diff(0, o.size), 0, signed_diff(0, o.count)});
+    for (auto& [key, o] : before) {
+      diffs.push_back(
+          StatisticDiff{o.shown, 0, signed_diff(0, o.size), 0, signed_diff(0, o.count)});
     }
     auto magnitude = [](std::ptrdiff_t d) { return d < 0 ? -d : d; };
     std::sort(diffs.begin(), diffs.end(), [&](const StatisticDiff& a, const StatisticDiff& b) {
@@ -459,7 +464,7 @@ class Snapshot {
       if (magnitude(a.count_diff) != magnitude(b.count_diff))
         return magnitude(a.count_diff) > magnitude(b.count_diff);
       if (a.count != b.count) return a.count > b.count;
-      return a.traceback < b.traceback;
+      return python_less(b.traceback, a.traceback);
     });
     return diffs;
   }
@@ -514,7 +519,43 @@ class Snapshot {
   struct Sum {
     std::size_t size = 0;
     std::size_t count = 0;
+    Traceback shown;  // the group's traceback as reported: the first one met, names included
   };
+
+  /**
+   * What statistics group by. Python's frames are (filename, lineno), so a key leaves out the
+   * function name wherever the file is known: the instantiations of a template on one line, or
+   * names another demangler spelled otherwise (a loaded snapshot), are one line. A frame without
+   * a file keeps its name, the only thing that tells it apart.
+   */
+  static Traceback group_key(const Traceback& tb) {
+    std::vector<Frame> frames(tb.begin(), tb.end());
+    for (Frame& f : frames) {
+      if (f.filename != "<unknown>") f.function.clear();
+    }
+    return Traceback(std::move(frames));
+  }
+
+  /// Python's order of tracebacks: frames compared oldest first, each by (filename, lineno);
+  /// then by function, so that the order is total.
+  static bool python_less(const Traceback& a, const Traceback& b) {
+    auto by_python = [](const Frame& x, const Frame& y) {
+      return std::tie(x.filename, x.lineno) < std::tie(y.filename, y.lineno);
+    };
+    if (std::lexicographical_compare(std::make_reverse_iterator(a.end()),
+                                     std::make_reverse_iterator(a.begin()),
+                                     std::make_reverse_iterator(b.end()),
+                                     std::make_reverse_iterator(b.begin()), by_python)) {
+      return true;
+    }
+    if (std::lexicographical_compare(std::make_reverse_iterator(b.end()),
+                                     std::make_reverse_iterator(b.begin()),
+                                     std::make_reverse_iterator(a.end()),
+                                     std::make_reverse_iterator(a.begin()), by_python)) {
+      return false;
+    }
+    return a < b;
+  }
 
   static std::ptrdiff_t signed_diff(std::size_t a, std::size_t b) {
     return static_cast<std::ptrdiff_t>(a) - static_cast<std::ptrdiff_t>(b);
@@ -537,8 +578,9 @@ class Snapshot {
       per_traceback[t.traceback].count += 1;
     }
     std::unordered_map<Traceback, Sum> groups;
-    auto add = [&](const Traceback& key, const Sum& s) {
-      Sum& g = groups[key];
+    auto add = [&](const Traceback& shown, const Sum& s) {
+      Sum& g = groups[group_key(shown)];
+      if (g.count == 0) g.shown = shown;
       g.size += s.size;
       g.count += s.count;
     };
@@ -562,7 +604,7 @@ class Snapshot {
         std::unordered_set<Traceback> seen;
         for (const Frame& f : tb) {
           Traceback key = key_of(f);
-          if (seen.insert(key).second) add(key, s);
+          if (seen.insert(group_key(key)).second) add(key, s);
         }
       }
     }
@@ -616,10 +658,7 @@ inline void start(int nframe = 1) {
 inline void clear_traces() noexcept {
   namespace t = memlens::detail::trace;
   t::LockGuard lock;
-  t::state.traces.clear();
-  t::state.tracebacks.clear();
-  t::state.current = 0;
-  t::state.peak = 0;
+  t::clear_locked();
 }
 
 namespace detail {
@@ -637,11 +676,11 @@ inline void raise_peak(std::size_t peak) noexcept {
 /// Stops tracing and clears the traces (Python's tracemalloc.stop()).
 inline void stop() noexcept {
   namespace t = memlens::detail::trace;
-  {
-    t::LockGuard lock;
-    t::state.tracing.store(false, std::memory_order_relaxed);
-  }
-  clear_traces();
+  // One critical section: a start() between turning tracing off and clearing would otherwise
+  // lose the traces taken after it.
+  t::LockGuard lock;
+  t::state.tracing.store(false, std::memory_order_relaxed);
+  t::clear_locked();
 }
 
 /// Current and peak size of the traced allocations (Python's get_traced_memory); {0, 0} when

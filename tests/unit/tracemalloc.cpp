@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +20,7 @@
 #include <new>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -35,7 +38,8 @@ using test_tracemalloc_common::Tracing;
 /// A frame of this file, by file name when the build has line information, else a frame with a
 /// function name.
 bool names_this_file(const tracemalloc::Frame& f) {
-  return test_tracemalloc_common::has_line_info() ? ends_with(f.filename, "tracemalloc.cpp") : !f.function.empty();
+  return test_tracemalloc_common::has_line_info() ? ends_with(f.filename, "tracemalloc.cpp")
+                                                  : !f.function.empty();
 }
 
 // Called from two lines, so "lineno" and "traceback" statistics group differently.
@@ -638,8 +642,8 @@ TEST_CASE("tracemalloc: the trace table agrees with a reference under random tra
   CHECK(tracemalloc::get_traced_memory().current == base + expected);
   std::size_t found = 0;
   for (const auto& entry : live) {
-    found += tracemalloc::get_object_traceback(reinterpret_cast<void*>(entry.first), domain)
-                 .has_value();
+    found +=
+        tracemalloc::get_object_traceback(reinterpret_cast<void*>(entry.first), domain).has_value();
     tracemalloc::untrack(reinterpret_cast<void*>(entry.first), domain);
   }
   CHECK(found == live.size());
@@ -681,4 +685,170 @@ TEST_CASE("tracemalloc: a forked child can allocate while tracing", "[tracemallo
   REQUIRE(waitpid(child, &status, 0) == child);
   CHECK(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
+}
+
+// A function at global scope whose name starts like realloc's: the user's, not the allocator's.
+[[gnu::noinline]] char* reallocate_buffer_for_tracemalloc_test(std::size_t size) {
+  char* p = new char[size];  // the line: see kReallocateLine
+  test_tracemalloc_common::escape(p);
+  return p;
+}
+constexpr int kReallocateLine = __LINE__ - 4;
+
+TEST_CASE("tracemalloc: a user's function named like an allocator is the user's frame",
+          "[tracemalloc]") {
+  if (!test_tracemalloc_common::has_line_info()) {
+    WARN("no line information in this build: not checked");
+    return;
+  }
+  Tracing tracing(1);
+  char* block = reallocate_buffer_for_tracemalloc_test(4567);
+  auto tb = tracemalloc::get_object_traceback(block);
+  delete[] block;
+  REQUIRE(tb);
+  REQUIRE_FALSE(tb->empty());
+  CHECK_THAT(tb->front().function,
+             Catch::Matchers::StartsWith("reallocate_buffer_for_tracemalloc_test"));
+  CHECK(tb->front().lineno == kReallocateLine);
+}
+
+namespace test_tracemalloc {
+/// One line, two template instantiations: two functions, one (filename, lineno).
+template <class T>
+[[gnu::noinline]] T* make_array_of(std::size_t n) {
+  T* p = new T[n];  // the line: see kMakeArrayLine
+  escape(p);
+  return p;
+}
+constexpr int kMakeArrayLine = __LINE__ - 4;
+
+/// The statistics of `snapshot` whose most recent frame is this file at `line`.
+template <class Stat>
+std::vector<Stat> at_line(const std::vector<Stat>& stats, int line) {
+  std::vector<Stat> found;
+  for (const Stat& s : stats) {
+    if (!s.traceback.empty() && ends_with(s.traceback.front().filename, "unit/tracemalloc.cpp") &&
+        s.traceback.front().lineno == line) {
+      found.push_back(s);
+    }
+  }
+  return found;
+}
+}  // namespace test_tracemalloc
+
+TEST_CASE("tracemalloc: statistics group by file and line, as Python's, not by function",
+          "[tracemalloc]") {
+  using test_tracemalloc::at_line;
+  using test_tracemalloc::kMakeArrayLine;
+  using test_tracemalloc::make_array_of;
+  if (!test_tracemalloc_common::has_line_info()) {
+    WARN("no line information in this build: not checked");
+    return;
+  }
+  Tracing tracing(1);
+  int* ints = make_array_of<int>(1000);
+  auto before = tracemalloc::take_snapshot();
+  double* doubles = make_array_of<double>(500);
+  auto after = tracemalloc::take_snapshot();
+  delete[] ints;
+  delete[] doubles;
+
+  for (const char* key : {"lineno", "traceback"}) {
+    INFO(key);
+    auto stats = at_line(after.statistics(key), kMakeArrayLine);
+    REQUIRE(stats.size() == 1);
+    CHECK(stats[0].size == 1000 * sizeof(int) + 500 * sizeof(double));
+    CHECK(stats[0].count == 2);
+    CHECK_FALSE(stats[0].traceback.front().function.empty());  // names kept for display
+    auto diffs = at_line(after.compare_to(before, key), kMakeArrayLine);
+    REQUIRE(diffs.size() == 1);
+    CHECK(diffs[0].size_diff == static_cast<std::ptrdiff_t>(500 * sizeof(double)));
+    CHECK(diffs[0].count_diff == 1);
+  }
+  auto cumulative = at_line(after.statistics("lineno", true), kMakeArrayLine);
+  REQUIRE(cumulative.size() == 1);
+  CHECK(cumulative[0].count == 2);
+}
+
+TEST_CASE("tracemalloc: ties in statistics come in Python's order", "[tracemalloc]") {
+  using test_tracemalloc::at_line;
+  if (!test_tracemalloc_common::has_line_info()) {
+    WARN("no line information in this build: not checked");
+    return;
+  }
+  Tracing tracing(1);
+  // Equal size and count: Python sorts (size, count, traceback) largest first, so the later
+  // line comes first.
+  const int first = __LINE__ + 1;
+  char* a = new char[7777];
+  char* b = new char[7777];
+  char* c = new char[7777];
+  test_tracemalloc::escape(a);
+  test_tracemalloc::escape(b);
+  test_tracemalloc::escape(c);
+  auto snapshot = tracemalloc::take_snapshot();
+  delete[] a;
+  delete[] b;
+  delete[] c;
+  std::vector<int> lines;
+  for (const auto& s : snapshot.statistics("lineno")) {
+    if (s.size == 7777 &&
+        test_tracemalloc::ends_with(s.traceback.front().filename, "unit/tracemalloc.cpp")) {
+      lines.push_back(s.traceback.front().lineno);
+    }
+  }
+  CHECK(lines == std::vector<int>{first + 2, first + 1, first});
+}
+
+TEST_CASE("tracemalloc: symbolization works when the program ignores SIGCHLD", "[tracemalloc]") {
+  if (!test_tracemalloc_common::has_line_info()) {
+    WARN("no line information in this build: not checked");
+    return;
+  }
+  Tracing tracing(1);
+  // In a child, so that the parent's disposition and symbol cache stay as they are. Ignored,
+  // SIGCHLD makes the kernel reap addr2line itself, and pclose finds no exit status.
+  pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::signal(SIGCHLD, SIG_IGN);
+    const int line = __LINE__ + 1;
+    char* block = new char[3456];
+    test_tracemalloc::escape(block);
+    auto tb = tracemalloc::get_object_traceback(block);
+    const bool named = tb && !tb->empty() && tb->front().lineno == line &&
+                       test_tracemalloc::ends_with(tb->front().filename, "unit/tracemalloc.cpp");
+    _exit(named ? 0 : 3);
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("tracemalloc: threads dumping to one path each write a whole file", "[tracemalloc]") {
+  Tracing tracing(1);
+  char* block = new char[2345];
+  test_tracemalloc::escape(block);
+  const auto snapshot = tracemalloc::take_snapshot();
+  delete[] block;
+  const std::string path = test_tracemalloc::temp_path("shared.snap");
+  std::atomic<int> failures{0};
+  auto dump_many = [&] {
+    for (int i = 0; i < 50; ++i) {
+      try {
+        snapshot.dump(path);
+      } catch (const memlens::tracemalloc::SnapshotFileError&) {
+        ++failures;
+      }
+    }
+  };
+  std::thread t1(dump_many);
+  std::thread t2(dump_many);
+  t1.join();
+  t2.join();
+  CHECK(failures == 0);
+  auto loaded = tracemalloc::Snapshot::load(path);
+  CHECK(loaded.traces().size() == snapshot.traces().size());
+  std::remove(path.c_str());
 }

@@ -176,6 +176,9 @@ MEMLENS_NOINLINE inline Page* new_page(std::size_t size_class) {
 /// the caller of this function (make(), inlined into the user's code).
 MEMLENS_NOINLINE inline void trace_allocation(void* block, std::size_t size) noexcept {
   trace::on_alloc(reinterpret_cast<std::uintptr_t>(block), size, 0, __builtin_frame_address(0));
+  // Not a tail call: a jump to on_alloc would hand it the address of a frame already popped,
+  // which only works while on_alloc happens to push the same frame pointer at the same place.
+  asm volatile("" ::: "memory");
 }
 
 /// A block of at least `size` bytes (at most max_block), aligned to 16.

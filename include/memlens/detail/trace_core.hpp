@@ -388,6 +388,14 @@ struct State {
 
 inline constinit State state{};
 
+/// Forgets every trace and traceback, current and peak; with the lock held.
+inline void clear_locked() noexcept {
+  state.traces.clear();
+  state.tracebacks.clear();
+  state.current = 0;
+  state.peak = 0;
+}
+
 /// Set while this thread runs tracer code that may allocate, so that those allocations are
 /// neither traced nor able to take the lock this thread already holds.
 inline thread_local constinit bool in_tracer = false;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -133,7 +134,10 @@ inline void Snapshot::dump(const std::string& path) const {
     throw SnapshotFileError("tracemalloc: cannot dump snapshot to '" + path + "': " + what + ": " +
                             std::strerror(error));
   };
-  std::string temp = path + ".tmp." + std::to_string(static_cast<long>(getpid()));
+  // Unique per process and per call, so that threads dumping to one path do not share a temp.
+  static std::atomic<unsigned long> dumps{0};
+  std::string temp = path + ".tmp." + std::to_string(static_cast<long>(getpid())) + "." +
+                     std::to_string(dumps.fetch_add(1, std::memory_order_relaxed));
   std::FILE* f = std::fopen(temp.c_str(), "wb");
   if (f == nullptr) fail("cannot create " + temp, errno);
   const std::string& bytes = w.bytes();

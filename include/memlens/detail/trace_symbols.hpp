@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -112,8 +113,13 @@ inline std::string shell_quote(std::string_view s) {
   return out;
 }
 
+/// run_command's status when the command ran but its exit status is lost: a program that
+/// ignores SIGCHLD, or reaps every child itself, leaves pclose nothing to wait for.
+inline constexpr int status_unknown = -2;
+
 /// Runs `command` through /bin/sh; returns its output's lines and its exit status (-1 when it
-/// could not be run or did not exit normally; 127 from the shell when the tool is missing).
+/// could not be run or did not exit normally; 127 from the shell when the tool is missing;
+/// status_unknown).
 inline int run_command(const std::string& command, std::vector<std::string>& lines) {
   lines.clear();
   FILE* pipe = popen(command.c_str(), "r");
@@ -130,6 +136,7 @@ inline int run_command(const std::string& command, std::vector<std::string>& lin
   }
   if (!line.empty()) lines.push_back(std::move(line));
   int status = pclose(pipe);
+  if (status == -1 && errno == ECHILD) return status_unknown;
   return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -216,11 +223,16 @@ inline bool run_addr2line_tool(const std::string& tool, const std::string& path,
   for (std::uintptr_t off : offsets) arguments += " " + hex(off);
   arguments += " 2>/dev/null";
   std::vector<std::string> lines;
+  // Without an exit status (status_unknown), the output is judged alone: the -a output echoes
+  // every address, and the fallback's has two lines per address; a missing tool prints none.
   int status = run_command(program + " -a -i -f -C" + arguments, lines);
   if (status == 127 || status == -1) return false;  // not installed
-  if (status == 0 && parse_addr2line_inlines(lines, offsets, out)) return true;
+  const bool ran = status == 0 || status == status_unknown;
+  if (ran && parse_addr2line_inlines(lines, offsets, out)) return true;
   status = run_command(program + " -f -C" + arguments, lines);
-  if (status != 0 || lines.size() != offsets.size() * 2) return false;
+  if ((status != 0 && status != status_unknown) || lines.size() != offsets.size() * 2) {
+    return false;
+  }
   out.clear();
   for (std::size_t i = 0; i < offsets.size(); ++i) {
     out.push_back({parse_addr2line_frame(lines[2 * i], lines[2 * i + 1])});
@@ -344,11 +356,17 @@ inline bool is_memlens_frame(const SymbolInfo& f) {
   if (starts_with(f.function, "operator new") || starts_with(f.function, "operator delete")) {
     return true;
   }
-  // Under clang's sanitizers the hook runs inside the sanitizer's allocator.
+  // Under clang's sanitizers the hook runs inside the sanitizer's allocator: its runtime's
+  // functions by prefix, the C allocation functions it defines by exact name (a user's
+  // `reallocate_buffer` is the user's).
   for (std::string_view prefix :
-       {"__sanitizer", "__tsan", "__asan", "__msan", "__interceptor", "__lsan", "malloc", "calloc",
-        "realloc", "posix_memalign", "aligned_alloc"}) {
+       {"__sanitizer", "__tsan", "__asan", "__msan", "__interceptor", "__lsan"}) {
     if (starts_with(f.function, prefix)) return true;
+  }
+  const std::string_view name = std::string_view(f.function).substr(0, f.function.find('('));
+  for (std::string_view allocator :
+       {"malloc", "calloc", "realloc", "posix_memalign", "aligned_alloc", "memalign", "valloc"}) {
+    if (name == allocator) return true;
   }
   if (f.filename.find("compiler-rt/") != std::string::npos) return true;
   return f.filename == "<unknown>" && starts_with(f.function, "memlens::");
