@@ -152,8 +152,12 @@ class Traceback {
   static constexpr std::size_t unknown_total = std::numeric_limits<std::size_t>::max();
 
   static const std::shared_ptr<const std::vector<Frame>>& empty_frames() {
-    static const auto* empty =
-        new std::shared_ptr<const std::vector<Frame>>(std::make_shared<const std::vector<Frame>>());
+    static const auto* empty = [] {
+      // Immortal, and memlens's own: made while tracing, it would count as the user's memory.
+      memlens::detail::trace::TracerScope untraced;
+      return new std::shared_ptr<const std::vector<Frame>>(
+          std::make_shared<const std::vector<Frame>>());
+    }();
     return *empty;
   }
   static std::string source_line(const std::string& filename, int lineno) {
