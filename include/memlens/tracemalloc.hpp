@@ -543,21 +543,16 @@ class Snapshot {
   /// Python's order of tracebacks: frames compared oldest first, each by (filename, lineno);
   /// then by function, so that the order is total.
   static bool python_less(const Traceback& a, const Traceback& b) {
-    auto by_python = [](const Frame& x, const Frame& y) {
-      return std::tie(x.filename, x.lineno) < std::tie(y.filename, y.lineno);
+    auto oldest_first_less = [](const Traceback& x, const Traceback& y) {
+      return std::lexicographical_compare(
+          std::make_reverse_iterator(x.end()), std::make_reverse_iterator(x.begin()),
+          std::make_reverse_iterator(y.end()), std::make_reverse_iterator(y.begin()),
+          [](const Frame& f, const Frame& g) {
+            return std::tie(f.filename, f.lineno) < std::tie(g.filename, g.lineno);
+          });
     };
-    if (std::lexicographical_compare(std::make_reverse_iterator(a.end()),
-                                     std::make_reverse_iterator(a.begin()),
-                                     std::make_reverse_iterator(b.end()),
-                                     std::make_reverse_iterator(b.begin()), by_python)) {
-      return true;
-    }
-    if (std::lexicographical_compare(std::make_reverse_iterator(b.end()),
-                                     std::make_reverse_iterator(b.begin()),
-                                     std::make_reverse_iterator(a.end()),
-                                     std::make_reverse_iterator(a.begin()), by_python)) {
-      return false;
-    }
+    if (oldest_first_less(a, b)) return true;
+    if (oldest_first_less(b, a)) return false;
     return a < b;
   }
 
@@ -582,13 +577,13 @@ class Snapshot {
       per_traceback[t.traceback].count += 1;
     }
     std::unordered_map<Traceback, Sum> groups;
-    auto add = [&](const Traceback& shown, const Sum& s) {
-      Sum& g = groups[group_key(shown)];
+    auto add = [&](const Traceback& key, const Traceback& shown, const Sum& s) {
+      Sum& g = groups[key];
       if (g.count == 0) g.shown = shown;
       g.size += s.size;
       g.count += s.count;
     };
-    auto key_of = [&](const Frame& f) {
+    auto shown_of = [&](const Frame& f) {
       return by_filename ? Traceback({Frame{f.filename, 0, {}}}) : Traceback({f});
     };
     const Frame unknown{"<unknown>", 0, {}};
@@ -599,16 +594,18 @@ class Snapshot {
       if (by_traceback) {
         // Python's statistics keys carry no total_nframe; and as a key compares by frames,
         // traces whose stacks differ only beyond the limit are one statistic.
-        Traceback key = tb;
-        key.total_nframe_ = Traceback::unknown_total;
-        add(key, s);
+        Traceback shown = tb;
+        shown.total_nframe_ = Traceback::unknown_total;
+        add(group_key(shown), shown, s);
       } else if (!cumulative || tb.empty()) {
-        add(key_of(tb.empty() ? unknown : tb.front()), s);
+        const Traceback shown = shown_of(tb.empty() ? unknown : tb.front());
+        add(group_key(shown), shown, s);
       } else {
         std::unordered_set<Traceback> seen;
         for (const Frame& f : tb) {
-          Traceback key = key_of(f);
-          if (seen.insert(group_key(key)).second) add(key, s);
+          const Traceback shown = shown_of(f);
+          Traceback key = group_key(shown);
+          if (seen.insert(key).second) add(key, shown, s);
         }
       }
     }

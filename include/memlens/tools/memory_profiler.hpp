@@ -380,30 +380,30 @@ class MemoryProfiler {
 
 }  // namespace memlens
 
-/// The report as memlens::to_string writes it.
-template <>
-struct fmt::formatter<memlens::MemoryProfileReport> {
+namespace memlens::detail {
+
+/// Formats a profiler type as memlens::to_string writes it; takes no format spec.
+template <class T>
+struct ProfilerFormatter {
   constexpr auto parse(fmt::format_parse_context& ctx) {
     auto it = ctx.begin();
-    if (it != ctx.end() && *it != '}') ctx.on_error("MemoryProfileReport takes no format spec");
+    if (it != ctx.end() && *it != '}') ctx.on_error("MemoryProfiler types take no format spec");
     return it;
   }
   template <class Context>
-  auto format(const memlens::MemoryProfileReport& report, Context& ctx) const {
-    return fmt::format_to(ctx.out(), "{}", memlens::to_string(report));
+  auto format(const T& value, Context& ctx) const {
+    return fmt::format_to(ctx.out(), "{}", memlens::to_string(value));
   }
 };
 
+}  // namespace memlens::detail
+
+/// The report as memlens::to_string writes it.
+template <>
+struct fmt::formatter<memlens::MemoryProfileReport>
+    : memlens::detail::ProfilerFormatter<memlens::MemoryProfileReport> {};
+
 /// A step as memlens::to_string writes it.
 template <>
-struct fmt::formatter<memlens::GrowthStep> {
-  constexpr auto parse(fmt::format_parse_context& ctx) {
-    auto it = ctx.begin();
-    if (it != ctx.end() && *it != '}') ctx.on_error("GrowthStep takes no format spec");
-    return it;
-  }
-  template <class Context>
-  auto format(const memlens::GrowthStep& step, Context& ctx) const {
-    return fmt::format_to(ctx.out(), "{}", memlens::to_string(step));
-  }
-};
+struct fmt::formatter<memlens::GrowthStep>
+    : memlens::detail::ProfilerFormatter<memlens::GrowthStep> {};
