@@ -52,10 +52,17 @@ inline constexpr bool has_finalizer = !std::is_same_v<decltype(&S::finalize), vo
 template <class T>
 inline constexpr bool has_finalizer<Box<T>> = false;
 
-inline constexpr std::uint32_t log2_of(std::size_t n) {
-  std::uint32_t r = 0;
-  while ((std::size_t{1} << r) < n) ++r;
-  return r;
+/// How memlens/sys.hpp measures an object whose most derived type is S (defined with the
+/// sizes, in memlens/detail/sizes.hpp, which this header includes at its end).
+template <class S>
+ObjectSizer sizer_of() noexcept;
+
+/// S's record: registered by the first make<S> (in each shared library), then an index.
+template <class S, std::size_t Size, std::size_t Prefix>
+std::uint32_t type_id() {
+  static const std::uint32_t id = register_type(
+      TypeRecord{&typeid(S), sizer_of<S>(), Size, Prefix, alignof(S), 0, 0});
+  return id;
 }
 
 }  // namespace detail
@@ -86,10 +93,12 @@ Ref<T> make(Args&&... args) {
   // Small objects of the usual alignment come from the pool (detail/pool.hpp).
   constexpr bool pooled = detail::pool::enabled && align <= detail::pool::granularity &&
                           size <= detail::pool::max_block;
+  const std::uint32_t type_id = detail::type_id<S, size, prefix>();
   if constexpr (tracked) detail::gc_on_allocation();  // may collect, as CPython's allocator does
   void* memory = pooled ? detail::pool::allocate(size) : detail::allocate(size, align);
   S* object;
   try {
+    const detail::ConstructionScope constructing(memory, size);
     if constexpr (detail::is_object_type<T>) {
       object = ::new (static_cast<char*>(memory) + prefix) S(std::forward<Args>(args)...);
     } else {
@@ -105,12 +114,15 @@ Ref<T> make(Args&&... args) {
     throw;
   }
   const Object* base = object;
-  const auto offset = static_cast<std::uint32_t>(reinterpret_cast<const char*>(base) -
-                                                 reinterpret_cast<const char*>(object));
-  MEMLENS_ASSERT(offset <= detail::flag::max_offset, "Object base too far inside the type");
   std::uint32_t& flags = detail::Access::flags(base);
-  flags |= detail::flag::heap | (detail::log2_of(align) << detail::flag::align_shift) |
-           (offset << detail::flag::offset_shift);
+  flags |= detail::flag::heap | (type_id << detail::flag::type_shift);
+  if (static_cast<const void*>(base) != static_cast<const void*>(object)) {
+    // Object is not the first base: the record keeps where it sits (the same in every S).
+    flags |= detail::flag::inner_base;
+    detail::type_registry.records[type_id]->offset = static_cast<std::size_t>(
+        reinterpret_cast<const char*>(base) - reinterpret_cast<const char*>(object));
+  }
+  if constexpr (align > __STDCPP_DEFAULT_NEW_ALIGNMENT__) flags |= detail::flag::over_aligned;
   if constexpr (detail::has_finalizer<S>) flags |= detail::flag::has_finalizer;
   if constexpr (pooled) flags |= detail::flag::pooled;
   if constexpr (tracked) {
@@ -159,3 +171,6 @@ std::string repr(const Ref<T>& r) {
 }
 
 }  // namespace memlens
+
+// The sizes of objects are recorded by make (sizer_of), so they come with the object model.
+#include "memlens/detail/sizes.hpp"

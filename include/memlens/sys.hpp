@@ -94,15 +94,15 @@ std::size_t footprint(const T& x) {
   return size.total();
 }
 
-/// Tells the size functions about an object type (or a boxed value type) before they meet it
-/// through a `Ref<Base>`, `Ref<Object>` or a `traverse`, where only its typeid is known. Types
-/// measured through a Ref of their own type, and boxes of fundamental types and std::string,
-/// are known without it.
+/// Kept for older code: it checks at compile time that objects of type T (an Object type or a
+/// boxed value type) can be measured exactly. Nothing else is needed: make records how to
+/// measure every type it makes, so a `Ref<Base>`, a `Ref<Object>` or a `traverse` reaching an
+/// object measures it as its most derived type.
 template <class T>
 void register_sizeof() {
   using S = std::remove_const_t<detail::stored_t<T>>;
   static_assert(!std::is_abstract_v<S>, "memlens::sys::register_sizeof: T is abstract");
-  static_cast<void>(detail::static_sizer<S>());
+  static_cast<void>(&detail::measure_object<S>);
 }
 
 }  // namespace sys

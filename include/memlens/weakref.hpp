@@ -223,8 +223,8 @@ struct Table {
  */
 template <class K, class V, class Hash = std::hash<K>, class Eq = std::equal_to<K>>
 class WeakValueDictionary {
-  struct Entry {
-    Weak<V> value;
+  // An entry is its value's weak handle, so the handle's callback finds its entry from itself.
+  struct Entry : Weak<V> {
     bool dead = false;
   };
   using Table = weakref::detail_tables::Table<K, Entry, Hash, Eq>;
@@ -236,10 +236,14 @@ class WeakValueDictionary {
   WeakValueDictionary& operator=(WeakValueDictionary&&) noexcept = default;
 
   /// Maps `key` to `value`'s object, replacing any previous entry. Throws ValueError for null.
+  /// Strong guarantee: if it throws (out of memory, or K's copy), the dictionary is unchanged.
   void insert_or_assign(const K& key, const Ref<V>& value) {
     if (!value) throw ValueError("WeakValueDictionary: cannot store a null Ref");
     if (!table_) table_ = std::make_unique<Table>();
     Table* table = table_.get();
+    // What may throw comes before the table changes. The callback can only run once the handle
+    // is in its entry: `value` keeps the object alive until then.
+    Weak<V> handle(value, [table](Weak<V>& self) { table->mark_dead(static_cast<Entry&>(self)); });
     table->purge_if_worth_it();
     auto [it, inserted] = table->map.try_emplace(key);
     Entry& e = it->second;
@@ -247,14 +251,14 @@ class WeakValueDictionary {
       e.dead = false;
       --table->dead;
     }
-    e.value = Weak<V>(value, [table, &e] { table->mark_dead(e); });
+    static_cast<Weak<V>&>(e) = std::move(handle);
   }
 
   /// The value for `key`, or null when absent or dead.
   Ref<V> get(const K& key) const {
     if (!table_) return {};
     auto it = table_->map.find(key);
-    return it == table_->map.end() ? Ref<V>() : it->second.value.lock();
+    return it == table_->map.end() ? Ref<V>() : it->second.lock();
   }
   /// Whether `key` maps to a live object.
   bool contains(const K& key) const { return static_cast<bool>(get(key)); }
@@ -263,7 +267,7 @@ class WeakValueDictionary {
     if (!table_) return false;
     auto it = table_->map.find(key);
     if (it == table_->map.end()) return false;
-    const bool live = !it->second.value.expired();
+    const bool live = !it->second.expired();
     table_->erase(it);
     return live;
   }
@@ -285,7 +289,7 @@ class WeakValueDictionary {
 
     iterator() = default;
     iterator(base it, base end) : it_(it), end_(end) { skip(); }
-    value_type operator*() const { return {it_->first, it_->second.value.lock()}; }
+    value_type operator*() const { return {it_->first, it_->second.lock()}; }
     iterator& operator++() {
       ++it_;
       skip();
@@ -300,7 +304,7 @@ class WeakValueDictionary {
 
    private:
     void skip() {
-      while (it_ != end_ && it_->second.value.expired()) ++it_;
+      while (it_ != end_ && it_->second.expired()) ++it_;
     }
     base it_{}, end_{};
   };
@@ -315,7 +319,7 @@ class WeakValueDictionary {
     if (!table_) return;
     for (auto& [key, entry] : table_->map) {
       memlens::traverse(visit, key);
-      visit(entry.value);
+      visit(static_cast<Weak<V>&>(entry));
     }
   }
 
@@ -337,8 +341,8 @@ struct IdentityHash {
  */
 template <class K, class V>
 class WeakKeyDictionary {
-  struct Entry {
-    Weak<K> key;
+  // An entry is its key's weak handle, so the handle's callback finds its entry from itself.
+  struct Entry : Weak<K> {
     std::optional<V> value;  // released as soon as the key dies
     bool dead = false;
   };
@@ -352,28 +356,42 @@ class WeakKeyDictionary {
   WeakKeyDictionary& operator=(WeakKeyDictionary&&) noexcept = default;
 
   /// Maps `key`'s object to `value`, replacing any previous value. Throws ValueError for null.
+  /// Strong guarantee when V's move assignment does not throw: if it throws (making the value
+  /// from `value`, out of memory), the dictionary is unchanged.
   template <class U = V>
   void insert_or_assign(const Ref<K>& key, U&& value) {
     if (!key) throw ValueError("WeakKeyDictionary: cannot use a null Ref as a key");
     if (!table_) table_ = std::make_unique<Table>();
     Table* table = table_.get();
+    std::optional<V> fresh(std::in_place, std::forward<U>(value));
+    if (auto it = table->map.find(key.object()); it != table->map.end() && !it->second.dead) {
+      it->second.value = std::move(fresh);
+      return;
+    }
+    // What may throw comes before the table changes. The callback can only run once the handle
+    // is in its entry: `key` keeps the object alive until then.
+    Weak<K> handle(key, [table](Weak<K>& self) {
+      Entry& e = static_cast<Entry&>(self);
+      table->mark_dead(e);
+      // The value's destructor may run any code, even code that clears this dictionary, so it
+      // runs last, when the entry is no longer touched.
+      [[maybe_unused]] std::optional<V> doomed = std::move(e.value);
+      e.value.reset();
+    });
     table->purge_if_worth_it();
     auto [it, inserted] = table->map.try_emplace(key.object());
     Entry& e = it->second;
-    e.value = std::forward<U>(value);
-    if (inserted || e.dead) {
-      // A dead entry at this address belonged to an earlier object that was freed.
-      if (e.dead) {
-        e.dead = false;
-        --table->dead;
-      }
-      e.key = Weak<K>(key, [table, &e] {
-        table->mark_dead(e);
-        // The value's destructor may run any code, even code that clears this dictionary, so
-        // it runs last, when the entry is no longer touched.
-        [[maybe_unused]] std::optional<V> doomed = std::move(e.value);
-        e.value.reset();
-      });
+    // A dead entry at this address belonged to an earlier object that was freed.
+    if (e.dead) {
+      e.dead = false;
+      --table->dead;
+    }
+    static_cast<Weak<K>&>(e) = std::move(handle);
+    try {
+      e.value = std::move(fresh);
+    } catch (...) {
+      table->erase(it);
+      throw;
     }
   }
 
@@ -414,7 +432,7 @@ class WeakKeyDictionary {
 
     iterator() = default;
     iterator(base it, base end) : it_(it), end_(end) { skip(); }
-    value_type operator*() const { return {it_->second.key.lock(), *it_->second.value}; }
+    value_type operator*() const { return {it_->second.lock(), *it_->second.value}; }
     iterator& operator++() {
       ++it_;
       skip();
@@ -429,7 +447,7 @@ class WeakKeyDictionary {
 
    private:
     void skip() {
-      while (it_ != end_ && it_->second.key.expired()) ++it_;
+      while (it_ != end_ && it_->second.expired()) ++it_;
     }
     base it_{}, end_{};
   };
@@ -443,7 +461,7 @@ class WeakKeyDictionary {
   void traverse(Visitor& visit) {
     if (!table_) return;
     for (auto& [address, entry] : table_->map) {
-      visit(entry.key);
+      visit(static_cast<Weak<K>&>(entry));
       if (entry.value) memlens::traverse(visit, *entry.value);
     }
   }
@@ -452,7 +470,7 @@ class WeakKeyDictionary {
   const Entry* find(const Ref<K>& key) const {
     if (!key || !table_) return nullptr;
     auto it = table_->map.find(key.object());
-    if (it == table_->map.end() || it->second.dead || it->second.key.expired()) return nullptr;
+    if (it == table_->map.end() || it->second.dead || it->second.expired()) return nullptr;
     return &it->second;
   }
   std::unique_ptr<Table> table_;

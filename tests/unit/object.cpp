@@ -1,15 +1,21 @@
 // Tests of memlens/object.hpp: Ref semantics, make, identity, the object header.
 #include <memlens/object.hpp>
 
+#include <memlens/gc.hpp>
+#include <memlens/threads.hpp>
+
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <new>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
+#include "child_process.hpp"
 #include "memlens_test.hpp"
 
 namespace test_object {
@@ -32,6 +38,11 @@ struct Counted : memlens::Object {
   Counted& operator=(const Counted&) = default;
   ~Counted() override { --alive; }
   bool operator==(const Counted& other) const { return value == other.value; }
+};
+
+/// Holds an object as a member: not made by make, so no Ref may name it.
+struct Outer : memlens::Object {
+  Counted inner{3};
 };
 
 struct Node : memlens::Object {
@@ -81,6 +92,67 @@ struct Throwing : memlens::Object {
 struct Point {
   int x, y;
   bool operator==(const Point&) const = default;
+};
+
+/// A link of a chain whose nodes count themselves, to prove each dies exactly once.
+struct Link : memlens::Object {
+  static inline int alive = 0;
+  Ref<Link> next;
+  Link() { ++alive; }
+  ~Link() override { --alive; }
+};
+
+/// A chain of n links, deeper than the trashcan's limit when n > 64.
+inline Ref<Link> chain(int n) {
+  auto head = make<Link>();
+  Link* tail = head.get();
+  for (int i = 1; i < n; ++i) {
+    tail->next = make<Link>();
+    tail = tail->next.get();
+  }
+  return head;
+}
+
+/// Reports, as the very last static destructor of the program, how many links outlived exit.
+struct ExitReport {
+  ~ExitReport() {
+    if (armed) {
+      std::fprintf(stderr, "links alive after static destruction: %d\n", Link::alive);
+      std::fflush(stderr);
+    }
+  }
+  bool armed = false;
+};
+// Declared (and so constructed) before exit_chain: destroyed after it.
+constinit ExitReport exit_report;
+constinit Ref<Link> exit_chain;
+
+/// Unregisters itself through a helper that takes a Ref, from its destructor.
+struct Unregistering : memlens::Object {
+  static inline int destructions = 0;
+  static inline std::vector<const memlens::Object*> registry;
+  static void unregister(Ref<Unregistering> self) {
+    std::erase(registry, self.object());
+  }
+  Unregistering() { registry.push_back(this); }
+  ~Unregistering() override {
+    ++destructions;
+    unregister(Ref<Unregistering>(this));
+  }
+};
+
+/// A base larger than the 17 bits make once kept the Object base's offset in. Polymorphic, so
+/// that it, not Object, starts the layout of a type that derives from both.
+struct Large {
+  virtual ~Large() = default;
+  char bytes[200'000] = {};
+};
+struct FarBase : Large, memlens::Object {
+  static inline int alive = 0;
+  Ref<FarBase> next;
+  FarBase() { ++alive; }
+  ~FarBase() override { --alive; }
+  void traverse(memlens::Visitor& visit) override { visit(next); }
 };
 
 }  // namespace test_object
@@ -186,14 +258,16 @@ TEST_CASE("Ref(this) adds a reference, also inside the constructor", "[object]")
   SelfRegistering::registry.clear();
 }
 
-TEST_CASE("an object not made by make is never freed through Refs", "[object]") {
+TEST_CASE("Ref<T>(T*) refuses an object make did not create", "[object]") {
+  // A Ref to it could outlive it: on the stack, inside another object, in static storage.
   Counted on_stack(2);
-  {
-    Ref<Counted> r(&on_stack);
-    CHECK(count(r) == 2);
-  }
+  CHECK_THROWS_AS(Ref<Counted>(&on_stack), memlens::TypeError);
+  CHECK_THROWS_WITH(Ref<Counted>(&on_stack), memlens_test::contains("was not made by memlens::make"));
   CHECK(count(&on_stack) == 1);
-  CHECK(on_stack.value == 2);
+  auto outer = make<Outer>();
+  CHECK_THROWS_AS(Ref<Counted>(&outer->inner), memlens::TypeError);
+  CHECK(Ref<Outer>(outer.get()) == outer);  // what make made is fine, from any raw pointer
+  CHECK(Ref<Counted>(nullptr) == nullptr);
 }
 
 TEST_CASE("make frees its memory when the constructor throws", "[object]") {
@@ -258,8 +332,8 @@ TEST_CASE("the object header: 16 bytes, 16 more when tracked", "[object]") {
   using namespace memlens::detail::flag;
   CHECK_FALSE(Access::flags(untracked.object()) & memlens::detail::flag::tracked);
   CHECK(Access::flags(tracked.object()) & memlens::detail::flag::tracked);
-  CHECK(memlens::detail::prefix_size(Access::flags(tracked.object())) == 16);
-  CHECK(memlens::detail::prefix_size(Access::flags(untracked.object())) == 0);
+  CHECK(memlens::detail::prefix_size(tracked.object()) == 16);
+  CHECK(memlens::detail::prefix_size(untracked.object()) == 0);
 }
 
 TEST_CASE("tracked objects join generation 0 and leave it when they die", "[object]") {
@@ -332,4 +406,61 @@ TEST_CASE("destruction order stays deterministic: everything is freed before res
   CHECK(alive == 10'001);
   head.reset();
   CHECK(alive == 0);
+}
+
+TEST_CASE("a Ref(this) inside a destructor does not destroy the object again", "[object]") {
+  Unregistering::destructions = 0;
+  {
+    auto a = make<Unregistering>();
+    auto b = make<Unregistering>();
+    CHECK(Unregistering::registry.size() == 2);
+  }
+  CHECK(Unregistering::destructions == 2);
+  CHECK(Unregistering::registry.empty());
+}
+
+TEST_CASE("an Object base far inside its type is freed at the right address", "[object]") {
+  // 200,000 bytes in front of the Object base: beyond what the header's flags could hold.
+  {
+    auto a = make<FarBase>();
+    auto b = make<FarBase>();
+    CHECK(FarBase::alive == 2);
+    CHECK(static_cast<const void*>(a.get()) != static_cast<const void*>(a.object()));
+    a->bytes[199'999] = 'x';
+    a->next = b;
+    b->next = a;  // a cycle, so the collector finds its GcHead from the Object base too
+    CHECK(memlens::dynamic_ref_cast<FarBase>(Ref<memlens::Object>(a)).get() == a.get());
+  }
+  CHECK(FarBase::alive == 2);
+  CHECK(memlens::gc::collect() == 2);
+  CHECK(FarBase::alive == 0);  // ASan checks the blocks freed are the blocks allocated
+}
+
+TEST_CASE("a thread_local Ref released at thread exit, after a deep release on that thread",
+          "[object]") {
+  // The trashcan's queue of the thread must outlive its thread_local objects: here it was
+  // first used after `kept` was made, so a queue with a destructor would die before `kept`.
+  Link::alive = 0;
+  std::thread([] {
+    thread_local memlens::HeapLock lock;  // held until the thread's last object is gone
+    thread_local Ref<Link> kept;
+    kept = chain(10'000);
+    chain(10'000).reset();  // a release deep enough to queue
+  }).join();
+  CHECK(Link::alive == 0);
+}
+
+TEST_CASE("child: exit with a deep chain alive in a global Ref", "[.exit]") {
+  chain(10'000).reset();  // a deep release first: the trashcan's queue exists
+  exit_chain = chain(100'000);
+  exit_report.armed = true;
+  SUCCEED();
+}
+
+TEST_CASE("objects dying during static destruction are freed safely", "[object]") {
+  const auto outcome =
+      test_child::run_self({"child: exit with a deep chain alive in a global Ref"});
+  INFO(outcome.output);
+  CHECK(outcome.exited_with(0));
+  CHECK(outcome.output.find("links alive after static destruction: 0\n") != std::string::npos);
 }

@@ -64,7 +64,7 @@ Ref<T> made(Args&&... args) {
   const std::uint32_t flags = memlens::detail::Access::flags(ref.object());
   if (flags & memlens::detail::flag::pooled) {
     const std::size_t bytes =
-        memlens::detail::prefix_size(flags) + sizeof(memlens::detail::stored_t<T>);
+        memlens::detail::prefix_size(ref.object()) + sizeof(memlens::detail::stored_t<T>);
     pool_chunk_correction += static_cast<std::ptrdiff_t>((bytes + 15) / 16 * 16) -
                              static_cast<std::ptrdiff_t>(memlens::detail::malloc_chunk_size(bytes));
   }
@@ -215,10 +215,25 @@ struct Circle : Shape {
     size(label, outline);
   }
 };
-/// Measured only through Ref<Shape> until registered.
+/// Measured only through Ref<Shape>.
 struct Square : Shape {
   std::vector<double> corners;
   void memlens_sizeof(SizeVisitor& size) const { size(corners); }
+};
+/// No hook of its own: Shape's cannot see `corners`.
+struct Hexagon : Shape {
+  std::vector<double> corners;
+};
+/// Reaches its shapes through a traverse, and lists them for sizes.
+struct Holder : memlens::Object {
+  std::vector<Ref<Shape>> items;
+  void traverse(memlens::Visitor& visit) override { visit(items); }
+  void memlens_sizeof(SizeVisitor& size) const { size(items); }
+};
+/// Holds a Ref without reporting it in a traverse (so it is not tracked), but lists it for sizes.
+struct Untraversed : memlens::Object {
+  Ref<std::string> payload;
+  void memlens_sizeof(SizeVisitor& size) const { size(payload); }
 };
 
 /// A value type described by a member hook, with a block it allocates itself.
@@ -739,30 +754,22 @@ TEST_CASE("allocators other than std::allocator: the bytes they are asked for", 
   check_exact<std::pmr::deque<int>>([](auto& d) { d.resize(1000); }, Footprint::checked);
 }
 
-TEST_CASE("a Ref<Base> is measured as the dynamic type when memlens knows it", "[sizeof]") {
-  Ref<Shape> circle = memlens::make<Circle>();
-  static_cast<Circle&>(*circle).label = text(50);
-  // Circle has been measured by its own type before, or not: either way, register it.
-  memlens::sys::register_sizeof<Circle>();
-  SizeVisitor size(SizeVisitor::Mode::deep);
-  size.measure(circle);
-  CHECK(size.inexact() == 0);
-  CHECK(size.total() == sizeof(Circle) + 51);
-
-  // Square is never measured through Ref<Square>: until registered it counts as a Shape.
+TEST_CASE("a Ref<Base> or Ref<Object> is measured as the dynamic type make recorded",
+          "[sizeof]") {
+  // Square is never named by its own type before it is measured: make recorded it, so the first
+  // measurement through a Ref<Shape> is exact already, and every later one gives the same.
   Ref<Shape> square = memlens::make<Square>();
   static_cast<Square&>(*square).corners.resize(4);
-  SizeVisitor before(SizeVisitor::Mode::deep);
-  before.measure(square);
-  CHECK(before.inexact() == 1);
-  CHECK(before.total() == sizeof(Shape));  // a lower bound
-  memlens::sys::register_sizeof<Square>();
-  SizeVisitor after(SizeVisitor::Mode::deep);
-  after.measure(square);
-  CHECK(after.inexact() == 0);
-  CHECK(after.total() == sizeof(Square) + 4 * sizeof(double));
+  for (int round = 0; round < 2; ++round) {
+    SizeVisitor size(SizeVisitor::Mode::deep);
+    size.measure(square);
+    CHECK(size.inexact() == 0);
+    CHECK(size.total() == sizeof(Square) + 4 * sizeof(double));
+  }
 
-  // Ref<Object>: the same rule; a box of a builtin type is always known.
+  Ref<Shape> circle = memlens::make<Circle>();
+  static_cast<Circle&>(*circle).label = text(50);
+  // Ref<Object>, and objects reached through a traverse, the same way.
   std::vector<Ref<memlens::Object>> any = {memlens::make<long long>(5), circle,
                                            memlens::make<std::string>(text(20))};
   SizeVisitor mixed(SizeVisitor::Mode::deep);
@@ -770,6 +777,59 @@ TEST_CASE("a Ref<Base> is measured as the dynamic type when memlens knows it", "
   CHECK(mixed.inexact() == 0);
   CHECK(mixed.total() == sizeof(any) + 3 * sizeof(Ref<memlens::Object>) + 24 +
                              (sizeof(Circle) + 51) + (16 + sizeof(std::string) + 21));
+  auto holder = memlens::make<Holder>();
+  holder->items.push_back(square);
+  CHECK(memlens::sys::deep_sizeof(holder) ==
+        memlens::sys::getsizeof(holder) + sizeof(Square) + 4 * sizeof(double));
+}
+
+TEST_CASE("an object whose type has no memlens_sizeof of its own counts its block, inexactly",
+          "[sizeof]") {
+  // Hexagon inherits Shape's hook, which cannot see its members: through a Ref<Shape> its block
+  // is exact (sizeof(Hexagon), not sizeof(Shape)), what its vector owns is not known.
+  Ref<Shape> hexagon = memlens::make<Hexagon>();
+  static_cast<Hexagon&>(*hexagon).corners.resize(6);
+  SizeVisitor size(SizeVisitor::Mode::deep);
+  size.measure(hexagon);
+  CHECK(size.inexact() == 1);
+  CHECK(size.total() == sizeof(Hexagon));
+}
+
+TEST_CASE("Refs a memlens_sizeof lists are followed even when traverse does not report them",
+          "[sizeof]") {
+  // Untracked: no traverse, so the collector never sees its Ref; the sizes still follow it.
+  auto box = memlens::make<Untraversed>();
+  box->payload = memlens::make<std::string>(text(100));
+  CHECK(memlens::sys::deep_sizeof(box) ==
+        sizeof(Untraversed) + 16 + sizeof(std::string) + 101);
+  CHECK(memlens::sys::getsizeof(box) == sizeof(Untraversed));
+}
+
+TEST_CASE("a make_shared block reached through an alias or a non-first base counts once",
+          "[sizeof]") {
+  struct First {
+    std::int64_t a = 1;
+  };
+  struct Second {
+    std::int64_t b = 2;
+  };
+  struct Both : First, Second {};
+  auto both = std::make_shared<Both>();
+  std::shared_ptr<Second> second = both;             // points 8 bytes into the block
+  std::shared_ptr<std::int64_t> alias(both, &both->b);  // aliasing: a member of the block
+  const std::size_t block = memlens::sys::deep_sizeof(both) - sizeof(both);
+  struct Owners {
+    std::shared_ptr<Both> whole;
+    std::shared_ptr<Second> base;
+    std::shared_ptr<std::int64_t> member;
+    void memlens_sizeof(SizeVisitor& size) const { size(whole, base, member); }
+  };
+  const Owners owners{both, second, alias};
+  CHECK(memlens::sys::deep_sizeof(owners) == sizeof(Owners) + block);
+  const Owners reversed{nullptr, second, alias};
+  // The first holder met counts the block (measured by its static type, Second here).
+  CHECK(memlens::sys::deep_sizeof(reversed) ==
+        sizeof(Owners) + memlens::sys::deep_sizeof(second) - sizeof(second));
 }
 
 TEST_CASE("SizeVisitor measures several roots, counting shared objects once", "[sizeof]") {

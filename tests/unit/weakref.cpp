@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "child_process.hpp"
 #include "memlens_test.hpp"
 
 namespace test_weakref {
@@ -52,9 +53,101 @@ struct HookGuard {
   ~HookGuard() { memlens::sys::set_unraisablehook(nullptr); }
 };
 
+/// Lists itself in a WeakSet and makes a temporary weak reference to itself, then may throw.
+struct SelfListing : memlens::Object {
+  static inline const memlens::Object* last = nullptr;
+  SelfListing(memlens::WeakSet<SelfListing>& set, bool fail) {
+    last = this;
+    set.add(Ref<SelfListing>(this));
+    Weak<SelfListing> temporary(Ref<SelfListing>(this));
+    if (fail) throw std::runtime_error("constructor failed");
+  }
+};
+
+inline bool in_weak_table(const memlens::Object* o) {
+  return memlens::detail::weak_registry().count(o) != 0;
+}
+
+/// A member object that makes a weak reference to itself while its owner is made.
+struct Part : memlens::Object {
+  explicit Part(Weak<Part>* watch) { *watch = Ref<Part>(this); }
+};
+struct Whole : memlens::Object {
+  Part part;
+  explicit Whole(Weak<Part>* watch) : part(watch) {}
+};
+
+/// A value whose copy throws when asked to.
+struct Fragile {
+  static inline bool fail = false;
+  int value = 0;
+  explicit Fragile(int v) : value(v) {}
+  Fragile(const Fragile& other) : value(other.value) {
+    if (fail) throw std::runtime_error("copy failed");
+  }
+  Fragile(Fragile&&) noexcept = default;
+  Fragile& operator=(const Fragile& other) {
+    if (fail) throw std::runtime_error("copy failed");
+    value = other.value;
+    return *this;
+  }
+  Fragile& operator=(Fragile&&) noexcept = default;
+};
+
 }  // namespace test_weakref
 
 using namespace test_weakref;
+
+TEST_CASE("a constructor that throws after weak references to itself leaves none behind",
+          "[weakref]") {
+  memlens::WeakSet<SelfListing> set;
+  CHECK_THROWS_AS(make<SelfListing>(set, true), std::runtime_error);
+  CHECK(set.size() == 0);
+  CHECK(set.begin() == set.end());
+  CHECK_FALSE(in_weak_table(SelfListing::last));
+  // The next object (at the same address, when the pool hands the block out again) has weak
+  // references of its own, cleared when it dies: a dead handle never locks onto a newer object.
+  auto next = make<SelfListing>(set, false);
+  CHECK(set.size() == 1);
+  Weak<SelfListing> watch = next;
+  next.reset();
+  CHECK(watch.expired());
+  CHECK(set.size() == 0);
+  auto newer = make<SelfListing>(set, false);
+  CHECK_FALSE(watch.lock());
+  CHECK(set.size() == 1);
+}
+
+TEST_CASE("weak references to an object that is part of another die with it", "[weakref]") {
+  Weak<Part> watch;
+  auto whole = make<Whole>(&watch);
+  CHECK(watch.lock().get() == &whole->part);
+  whole.reset();
+  CHECK(watch.expired());
+  CHECK_FALSE(watch.lock());
+}
+
+TEST_CASE("WeakKeyDictionary::insert_or_assign changes nothing when the value throws",
+          "[weakref][WeakKeyDictionary]") {
+  memlens::WeakKeyDictionary<Item, Fragile> dict;
+  auto key = make<Item>("k");
+  const Fragile one(1), two(2);
+  Fragile::fail = true;
+  CHECK_THROWS_AS(dict.insert_or_assign(key, one), std::runtime_error);
+  CHECK(dict.size() == 0);
+  CHECK_FALSE(dict.contains(key));
+  CHECK(dict.begin() == dict.end());
+  Fragile::fail = false;
+  dict.insert_or_assign(key, one);
+  Fragile::fail = true;
+  CHECK_THROWS_AS(dict.insert_or_assign(key, two), std::runtime_error);
+  Fragile::fail = false;
+  REQUIRE(dict.find_value(key));
+  CHECK(dict.find_value(key)->value == 1);
+  CHECK(dict.size() == 1);
+  key.reset();
+  CHECK(dict.size() == 0);
+}
 
 TEST_CASE("a weak reference does not keep its object alive", "[weakref]") {
   auto obj = make<Item>("a");
@@ -393,4 +486,43 @@ TEST_CASE("a WeakKeyDictionary value whose destructor clears the dictionary", "[
   d.insert_or_assign(key, std::move(c));
   key.reset();  // the value dies and clears `d` from inside the key's callback: no use after free
   CHECK(d.empty());
+}
+
+TEST_CASE("the weak containers change nothing when making the weak reference runs out of memory",
+          "[weakref]") {
+  if (!test_child::can_starve_malloc) {
+    WARN("sanitizer build: malloc cannot be starved here");
+    return;
+  }
+  // Exit codes: 0 the insertion threw bad_alloc and left the container as it was, 1 it did not
+  // throw, 2 it changed the container, 3 malloc could not be starved.
+  const auto values = test_child::run_in_child([] {
+    memlens::WeakValueDictionary<int, Item> dict;
+    auto kept = make<Item>("kept");
+    auto added = make<Item>("added");
+    dict.insert_or_assign(0, kept);
+    // A spare block for a table node; none for the callback a weak reference allocates.
+    if (!test_child::starve_malloc({56, 64, 72})) _exit(3);
+    try {
+      dict.insert_or_assign(1, added);
+      _exit(1);
+    } catch (const std::bad_alloc&) {
+    }
+    _exit(dict.size() == 1 && !dict.contains(1) && dict.get(0) == kept ? 0 : 2);
+  });
+  CHECK(values.exited_with(0));
+  const auto keys = test_child::run_in_child([] {
+    memlens::WeakKeyDictionary<Item, int> dict;
+    auto kept = make<Item>("kept");
+    auto added = make<Item>("added");
+    dict.insert_or_assign(kept, 1);
+    if (!test_child::starve_malloc({56, 64, 72})) _exit(3);
+    try {
+      dict.insert_or_assign(added, 2);
+      _exit(1);
+    } catch (const std::bad_alloc&) {
+    }
+    _exit(dict.size() == 1 && !dict.contains(added) && dict.contains(kept) ? 0 : 2);
+  });
+  CHECK(keys.exited_with(0));
 }

@@ -245,9 +245,9 @@ inline void gc_finalize_garbage(GcList& unreachable, GcList& old, std::uint32_t 
 
 /// Whether `o` waits in the trashcan's queue (its count is zero and a release will free it).
 inline bool gc_queued(const Object* o) noexcept {
-  if (!deferred_pending) [[likely]] return false;
-  for (const Object* queued : deferred_deallocs()) {
-    if (queued == o) return true;
+  const DeferredQueue& queue = deferred_queue;
+  for (std::size_t i = 0; i < queue.size; ++i) {
+    if (queue.items[i] == o) return true;
   }
   return false;
 }
@@ -279,7 +279,7 @@ inline void gc_free_garbage(GcList& unreachable, GcList& old, std::uint32_t old_
     }
   }
   --dealloc_depth;
-  if (deferred_pending && dealloc_depth == 0) drain_deferred();
+  if (deferred_queue.size != 0 && dealloc_depth == 0) drain_deferred();
   detach.drop();
   gc_list_merge(kept, old);
 }

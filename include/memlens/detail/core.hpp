@@ -6,6 +6,7 @@
 #include <compare>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -13,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <typeindex>
 #include <typeinfo>
 #include <unordered_map>
 #include <utility>
@@ -20,6 +22,7 @@
 
 #include "memlens/config.hpp"
 #include "memlens/detail/pool.hpp"
+#include "memlens/errors.hpp"
 #include "memlens/fwd.hpp"
 
 #if __has_include(<cxxabi.h>)
@@ -29,10 +32,15 @@
 
 namespace memlens {
 
+namespace sys {
+class SizeVisitor;
+}
+
 namespace detail {
 struct Access;
 struct WeakLink;
 class BoxBase;
+void clear_weakrefs(Object* o) noexcept;
 template <class T>
 class Box;
 
@@ -63,10 +71,14 @@ inline constexpr std::uint32_t pooled = 1u << 7;         // allocated by detail:
 inline constexpr int generation_shift = 8;
 inline constexpr std::uint32_t generation_mask = 3u << generation_shift;
 inline constexpr std::uint32_t permanent_generation = 3;
-inline constexpr int align_shift = 10;                    // 5 bits: log2(alignof(most derived))
-inline constexpr std::uint32_t align_mask = 31u << align_shift;
-inline constexpr int offset_shift = 15;  // 17 bits: offset of the Object base in the allocation
-inline constexpr std::uint32_t max_offset = (1u << (32 - offset_shift)) - 1;
+// Layouts other than the usual one (Object the first base, the default alignment), whose
+// details are in the object's type record; the flags alone tell the usual one.
+inline constexpr std::uint32_t inner_base = 1u << 10;    // the Object base is not at offset 0
+inline constexpr std::uint32_t over_aligned = 1u << 11;  // aligned beyond operator new's default
+inline constexpr std::uint32_t unusual_layout = inner_base | over_aligned;
+// 16 bits: the index of the object's TypeRecord (0 for objects make did not create).
+inline constexpr int type_shift = 16;
+inline constexpr std::uint32_t max_type_id = 0xffffu;
 }  // namespace flag
 
 struct adopt_t {
@@ -94,13 +106,21 @@ inline constexpr adopt_t adopt{};
 class Object {
  public:
   // The initial count of 1 belongs to `make`, which hands it to the Ref it returns. An object
-  // built any other way keeps it forever, so Refs to it can never free it.
+  // built any other way keeps it forever, and no Ref can be made to it (Ref<T>(T*) throws).
   Object() noexcept = default;
   /// A copy is a new object with a fresh header: counts and weak references are not copied.
   Object(const Object&) noexcept {}
   /// Assignment copies values, never identity: the header stays as it is.
   Object& operator=(const Object&) noexcept { return *this; }
-  virtual ~Object() = default;
+  /// Whatever way the object dies (its count reaching zero, a constructor that throws inside
+  /// make, the end of a scope or of its owner), its weak references are cleared.
+  virtual ~Object() {
+    if (flags_ & detail::flag::has_weakrefs) detail::clear_weakrefs(this);
+    // Its own reference: make's (kept for it while it is destroyed) or the initial one.
+    MEMLENS_ASSERT(refcnt_ == 1,
+                   "an object died while Refs to it were alive (a Ref made in its constructor "
+                   "or destructor and kept)");
+  }
 
   /// Lists the strong references this object holds: `visit(member, ...)`. Python's tp_traverse.
   /// A type that overrides it is tracked by the cycle collector.
@@ -144,25 +164,64 @@ struct Access {
   static void finalize(Object* o) { o->finalize(); }
 };
 
-inline std::uint32_t object_offset(std::uint32_t flags) noexcept {
-  return flags >> flag::offset_shift;
+// ---------------------------------------------------------------------------------------------
+// Type records: what make<T> knows about each type it makes (a part of CPython's type object),
+// registered once per type and found from an object through the index in its flags. Sizes and
+// layouts come from here, so they never depend on which types some code happened to name.
+
+/// Measures an object whose most derived type the function knows (see memlens/sys.hpp).
+using ObjectSizer = void (*)(sys::SizeVisitor&, const Object&);
+
+struct TypeRecord {
+  const std::type_info* type = nullptr;  // the most derived type (a Box, for a value type)
+  ObjectSizer sizer = nullptr;           // measures an object of this type
+  std::size_t size = 0;                  // the block make requests: prefix + sizeof
+  std::size_t prefix = 0;                // the GcHead in front, padded to the alignment
+  std::size_t align = 0;                 // alignof the type
+  std::size_t offset = 0;                // of the Object base inside the type
+  std::uint32_t id = 0;                  // its index in the registry
+};
+
+/// Every type record, by index. Constant-initialized and never destroyed, as the collector's
+/// state, so objects dying during static destruction still find their records.
+struct TypeRegistry {
+  TypeRecord* records[flag::max_type_id + 1];
+  std::uint32_t count;  // the highest index in use; 0 is no type
+};
+inline constinit TypeRegistry type_registry{};
+
+
+inline const TypeRecord& type_record(std::uint32_t flags) noexcept {
+  return *type_registry.records[flags >> flag::type_shift];
 }
-inline std::size_t object_align(std::uint32_t flags) noexcept {
-  return std::size_t{1} << ((flags & flag::align_mask) >> flag::align_shift);
+/// The record of an object made by make(), or nullptr.
+inline const TypeRecord* type_record_of(const Object* o) noexcept {
+  const std::uint32_t id = Access::flags(o) >> flag::type_shift;
+  return id ? type_registry.records[id] : nullptr;
 }
+
 /// Bytes in front of the most derived object: the GcHead, padded to the object's alignment.
-inline std::size_t prefix_size(std::uint32_t flags) noexcept {
-  if (!(flags & flag::tracked)) return 0;
-  const std::size_t align = object_align(flags);
-  return align > sizeof(GcHead) ? align : sizeof(GcHead);
+inline std::size_t prefix_size(const Object* o) noexcept {
+  const std::uint32_t f = Access::flags(o);
+  if (!(f & flag::tracked)) return 0;
+  return (f & flag::over_aligned) ? type_record(f).prefix : sizeof(GcHead);
 }
 /// The block make() allocated for the object: what operator new or the pool returned.
 inline const void* allocation_start(const Object* o) noexcept {
   const std::uint32_t f = Access::flags(o);
-  return reinterpret_cast<const char*>(o) - object_offset(f) - prefix_size(f);
+  const char* p = reinterpret_cast<const char*>(o);
+  if (!(f & flag::unusual_layout)) return p - ((f & flag::tracked) ? sizeof(GcHead) : 0);
+  const TypeRecord& type = type_record(f);
+  return p - type.offset - type.prefix;
 }
 inline void* allocation_start(Object* o) noexcept {
   return const_cast<void*>(allocation_start(static_cast<const Object*>(o)));
+}
+
+MEMLENS_NOINLINE inline GcHead* gc_head_inner(const Object* o) noexcept {
+  return reinterpret_cast<GcHead*>(const_cast<char*>(reinterpret_cast<const char*>(o)) -
+                                   type_record(Access::flags(o)).offset) -
+         1;
 }
 
 inline GcHead* gc_head(const Object* o) noexcept {
@@ -171,12 +230,11 @@ inline GcHead* gc_head(const Object* o) noexcept {
   // empty asm keeps compilers from making it a conditional move, which waits for the flags as
   // well: a list walk measured 3.4 ns per hop with one, 2.2 without.
   auto* head = reinterpret_cast<GcHead*>(const_cast<Object*>(o)) - 1;
-  const std::uint32_t offset = object_offset(Access::flags(o));
-  if (offset == 0) [[likely]] {
+  if (!(Access::flags(o) & flag::inner_base)) [[likely]] {
     MEMLENS_KEEP_BRANCH();
     return head;
   }
-  return reinterpret_cast<GcHead*>(reinterpret_cast<char*>(head) - offset);
+  return gc_head_inner(o);
 }
 
 /// The head of a circular list of tracked objects: a GcHead followed by an Object, laid out as a
@@ -412,6 +470,27 @@ inline std::string default_repr(const Object& o) {
 /// The object's repr(), or "None".
 inline std::string repr(const Object* o) { return o ? o->repr() : "None"; }
 
+/// The index of `proposed.type`'s record, registering it the first time. A type made by several
+/// shared libraries gets one record, whichever registers it first. Called once per type (and
+/// library) by make, under make's rule (one thread, or HeapLock held).
+MEMLENS_NOINLINE inline std::uint32_t register_type(const TypeRecord& proposed) {
+  trace::TracerScope untraced;  // memlens' own bookkeeping is not the user's memory
+  static auto* by_type = new std::unordered_map<std::type_index, std::uint32_t>();  // immortal
+  TypeRegistry& registry = type_registry;
+  const auto [it, inserted] = by_type->try_emplace(std::type_index(*proposed.type), 0);
+  if (!inserted) return it->second;
+  if (registry.count == flag::max_type_id) {
+    by_type->erase(it);
+    throw TypeError("make: cannot register " + demangle(proposed.type->name()) + ": " +
+                    std::to_string(flag::max_type_id) + " types are registered already");
+  }
+  auto* record = new TypeRecord(proposed);
+  record->id = ++registry.count;
+  registry.records[record->id] = record;
+  it->second = record->id;
+  return record->id;
+}
+
 }  // namespace detail
 
 inline std::string Object::repr() const { return detail::default_repr(*this); }
@@ -474,6 +553,10 @@ inline std::unordered_map<const Object*, WeakLink>& weak_registry() {
 MEMLENS_NOINLINE inline void weak_attach(WeakLink& link, Object* o) {
   auto [it, inserted] = weak_registry().try_emplace(o);
   WeakLink& sentinel = it->second;
+  // Every way an object dies removes its entry (~Object does it last), so an entry found here
+  // is this object's own.
+  MEMLENS_ASSERT(inserted == !(Access::flags(o) & flag::has_weakrefs),
+                 "the weak-reference table holds an entry of a dead object");
   if (inserted) {
     sentinel.prev = sentinel.next = &sentinel;
     sentinel.referent = o;
@@ -517,8 +600,10 @@ inline WeakLink* weak_list(const Object* o) {
 
 /// Clears every weak reference to o, then runs the callbacks of those still alive at their
 /// turn, newest first. Links are first moved to a list on this frame, so a callback that destroys
-/// another Weak handle merely unlinks it from there and its callback never runs.
-inline void clear_weakrefs(Object* o) noexcept {
+/// another Weak handle merely unlinks it from there and its callback never runs. ~Object calls it
+/// too, so an object dying some other way than through destroy() (a constructor that threw
+/// inside make, an object on the stack or inside another) leaves no handle pointing at it.
+MEMLENS_NOINLINE inline void clear_weakrefs(Object* o) noexcept {
   auto& registry = weak_registry();
   auto it = registry.find(o);
   Access::flags(o) &= ~flag::has_weakrefs;
@@ -556,13 +641,18 @@ inline void clear_weakrefs(Object* o) noexcept {
 // stack stays bounded and everything is still freed before the first release returns.
 
 inline constexpr int trashcan_depth = 64;
-inline thread_local int dealloc_depth = 0;
-inline thread_local bool deferred_pending = false;  // trivial, so the fast path needs no guard
+inline constinit thread_local int dealloc_depth = 0;
 
-inline std::vector<Object*>& deferred_deallocs() {
-  thread_local std::vector<Object*> deferred;
-  return deferred;
-}
+/// The objects the trashcan queued on this thread. Trivially destructible, so it outlives every
+/// object on the thread: an object released during static destruction or by a thread_local's
+/// destructor at thread exit still finds it. Its buffer comes from malloc and goes back when the
+/// outermost release has drained it.
+struct DeferredQueue {
+  Object** items = nullptr;
+  std::size_t size = 0;
+  std::size_t capacity = 0;
+};
+inline constinit thread_local DeferredQueue deferred_queue{};
 
 inline void* allocate(std::size_t size, std::size_t align) {
   if (align > __STDCPP_DEFAULT_NEW_ALIGNMENT__) return ::operator new(size, std::align_val_t{align});
@@ -608,44 +698,51 @@ inline void destroy(Object* o) noexcept {
     gc_list_remove(o);
     if (gc_state().counts[0] > 0) --gc_state().counts[0];  // as CPython's PyObject_GC_Del
   }
-  // The usual layout (Object is the first base, the default alignment) needs no decoding: the
-  // offset and the alignment's log2 are the top bits, so one comparison tells.
-  static_assert(flag::offset_shift == flag::align_shift + 5);
-  constexpr auto usual_log2_align = static_cast<std::uint32_t>(
-      std::bit_width(std::size_t{__STDCPP_DEFAULT_NEW_ALIGNMENT__}) - 1);
-  const bool usual = (f >> flag::align_shift) <= usual_log2_align;
-  void* start = usual ? reinterpret_cast<char*>(o) - ((f & flag::tracked) ? sizeof(GcHead) : 0)
-                      : allocation_start(o);
+  // The usual layout (Object the first base, the default alignment) needs no record.
+  char* start = reinterpret_cast<char*>(o) - ((f & flag::tracked) ? sizeof(GcHead) : 0);
+  std::size_t align = __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+  if (MEMLENS_UNLIKELY(f & flag::unusual_layout)) {
+    const TypeRecord& type = type_record(f);
+    start = reinterpret_cast<char*>(o) - type.offset - type.prefix;
+    align = type.align;
+  }
+  // The destructor's own reference: a Ref(this) made and dropped inside it (a helper that takes
+  // a Ref to unregister the object) goes 1 -> 2 -> 1 and never destroys the object again.
+  Access::refcnt(o) = 1;
   o->~Object();
   if (f & flag::pooled) {
     pool::deallocate(start);
   } else {
-    deallocate(start, object_align(f));
+    deallocate(start, align);
   }
 }
 
-/// Destroys the releases queued by the trashcan, including those they queue in turn.
+/// Destroys the releases queued by the trashcan, including those they queue in turn, then gives
+/// the queue's buffer back.
 MEMLENS_NOINLINE inline void drain_deferred() noexcept {
-  auto& deferred = deferred_deallocs();
+  DeferredQueue& queue = deferred_queue;
   ++dealloc_depth;
-  while (!deferred.empty()) {
-    Object* next = deferred.back();
-    deferred.pop_back();
-    destroy(next);
-  }
-  deferred_pending = false;
+  while (queue.size != 0) destroy(queue.items[--queue.size]);
+  std::free(std::exchange(queue.items, nullptr));
+  queue.capacity = 0;
   --dealloc_depth;
 }
 
 MEMLENS_NOINLINE inline void defer_dealloc(Object* o) noexcept {
-  try {
-    deferred_deallocs().push_back(o);
-    deferred_pending = true;
-  } catch (...) {  // out of memory for the queue: recurse rather than leak
-    ++dealloc_depth;
-    destroy(o);
-    --dealloc_depth;
+  DeferredQueue& queue = deferred_queue;
+  if (queue.size == queue.capacity) {
+    const std::size_t capacity = queue.capacity ? 2 * queue.capacity : 256;
+    void* items = std::realloc(queue.items, capacity * sizeof(Object*));
+    if (!items) {  // out of memory for the queue: recurse rather than leak
+      ++dealloc_depth;
+      destroy(o);
+      --dealloc_depth;
+      return;
+    }
+    queue.items = static_cast<Object**>(items);
+    queue.capacity = capacity;
   }
+  queue.items[queue.size++] = o;
 }
 
 /// Called when a count drops to zero; out of line so that Ref's destructor stays small.
@@ -658,7 +755,7 @@ MEMLENS_NOINLINE inline void release_last(const Object* object) noexcept {
   ++dealloc_depth;
   destroy(o);
   --dealloc_depth;
-  if (MEMLENS_UNLIKELY(deferred_pending) && dealloc_depth == 0) drain_deferred();
+  if (MEMLENS_UNLIKELY(deferred_queue.size != 0) && dealloc_depth == 0) drain_deferred();
 }
 
 inline void incref(const Object* o) noexcept {
@@ -668,6 +765,49 @@ inline void incref(const Object* o) noexcept {
 
 inline void decref(const Object* o) noexcept {
   if (--Access::refcnt(o) == 0) release_last(o);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refs from raw pointers. Only objects make created are owned by their count; a Ref to any
+// other object (on the stack, a member, a static) would outlive it. make sets the heap flag once
+// the constructor returns, so while it runs the block being constructed is remembered, per
+// thread: Ref<T>(this) inside the constructor is legitimate.
+
+struct Construction {
+  const char* begin = nullptr;
+  const char* end = nullptr;
+};
+inline constinit thread_local Construction constructing{};
+
+/// Marks [memory, memory + size) as the block this thread's make is constructing, for its scope.
+class ConstructionScope {
+ public:
+  ConstructionScope(void* memory, std::size_t size) noexcept : outer_(constructing) {
+    constructing = {static_cast<const char*>(memory), static_cast<const char*>(memory) + size};
+  }
+  ~ConstructionScope() { constructing = outer_; }
+  ConstructionScope(const ConstructionScope&) = delete;
+  ConstructionScope& operator=(const ConstructionScope&) = delete;
+
+ private:
+  Construction outer_;
+};
+
+[[noreturn]] MEMLENS_NOINLINE inline void not_made_by_make(const Object* o) {
+  throw TypeError("Ref: " + repr(o) +
+                  " was not made by memlens::make (it lives on the stack, inside another object "
+                  "or in static storage), so a Ref to it could outlive it; make it with "
+                  "memlens::make");
+}
+
+/// Ref<T>(T*)'s check: the object is owned by its count (made by make, or being made).
+inline void check_made_by_make(const Object* o) {
+  if (Access::flags(o) & flag::heap) [[likely]] return;
+  const Construction c = constructing;
+  const std::less<const char*> before;
+  const auto* p = reinterpret_cast<const char*>(o);
+  if (!before(p, c.begin) && before(p, c.end)) return;
+  not_made_by_make(o);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -719,12 +859,17 @@ class Ref {
   constexpr Ref() noexcept = default;
   constexpr Ref(std::nullptr_t) noexcept {}
 
-  /// Adds a reference to a live object, so `Ref<Node>(this)` works inside members (as
-  /// boost::intrusive_ptr). Only for types derived from Object.
+  /// Adds a reference to a live object, so `Ref<Node>(this)` works inside members, also in the
+  /// constructor and the destructor (as boost::intrusive_ptr). Only for types derived from
+  /// Object, and only for objects made by `make`: throws TypeError for any other (on the stack,
+  /// a member of another object, a static), which a Ref could outlive.
   // Not constrained with `requires`: that would need T complete wherever a Ref<T> is copied.
-  explicit Ref(T* object) noexcept : ptr_(const_cast<std::remove_const_t<T>*>(object)) {
+  explicit Ref(T* object) : ptr_(const_cast<std::remove_const_t<T>*>(object)) {
     static_assert(detail::is_object_type<T>, "Ref<T>(T*) needs T derived from memlens::Object");
-    if (ptr_) detail::incref(ptr_);
+    if (ptr_) {
+      detail::check_made_by_make(ptr_);
+      detail::incref(ptr_);
+    }
   }
 
   /// Takes over a reference the caller already owns (the count is not changed).

@@ -42,10 +42,6 @@ namespace detail {
 
 struct SizeAccess;
 
-/// Measures an object whose most derived type the function knows: its allocation, then its
-/// members. One per type, found through the object's typeid when only a base is known.
-using ObjectSizer = void (*)(sys::SizeVisitor&, const Object&);
-
 /// The chunk glibc's malloc (64-bit) takes for a request of n bytes: the request plus the 8-byte
 /// size field, rounded up to 16, at least 32; requests from the mmap threshold (128 KiB unless
 /// tuned) get whole pages.
@@ -199,9 +195,10 @@ class SizeVisitor {
   /// The bytes counted so far.
   std::size_t total() const noexcept { return total_; }
 
-  /// How many objects were measured as a base class because their dynamic type was unknown
-  /// (reached through a `Ref<Base>` or a `traverse`; see `sys::register_sizeof`): 0 when the
-  /// total is exact.
+  /// How many objects were measured without knowing all the memory they own: objects of a type
+  /// with no `memlens_sizeof` of its own, reached through a `Ref<Base>`, a `Ref<Object>` or a
+  /// `traverse` (their block and their Refs are counted, not what their members own). 0 when
+  /// the total is exact.
   std::size_t inexact() const noexcept { return inexact_; }
 
  private:
@@ -211,25 +208,20 @@ class SizeVisitor {
     const Object* object;
     detail::ObjectSizer sizer;
   };
-  struct CachedSizer {
-    const std::type_info* type = nullptr;
-    detail::ObjectSizer sizer = nullptr;
-  };
 
   template <class T>
   void follow(const Ref<T>& ref);
   void follow_dynamic(const Object& object);
   void drain();
-  detail::ObjectSizer known_sizer(const Object& object);
 
   Mode mode_;
-  bool in_object_ = false;  // inside an Object's hook: its traverse reports its Refs
   std::size_t total_ = 0;
   std::size_t inexact_ = 0;
-  detail::AddressSet<4> visited_;        // objects: at least 16 bytes apart
-  detail::AddressSet<0> shared_blocks_;  // shared_ptr pointees, which may be anywhere
-  std::vector<Pending> pending_;         // found, not yet measured: no recursion per Ref
-  std::array<CachedSizer, 16> type_cache_{};
+  detail::AddressSet<4> visited_;  // objects: at least 16 bytes apart
+  // shared_ptr control blocks, by owner (an aliasing shared_ptr, or one to a base that is not
+  // the first, points elsewhere into the same block)
+  std::set<std::weak_ptr<const void>, std::owner_less<>> shared_blocks_;
+  std::vector<Pending> pending_;  // found, not yet measured: no recursion per Ref
 };
 
 }  // namespace sys
@@ -324,14 +316,11 @@ struct SizeAccess {
   static void follow_dynamic(sys::SizeVisitor& size, const Object& object) {
     size.follow_dynamic(object);
   }
-  static bool first_shared_visit(sys::SizeVisitor& size, const void* p) {
-    return size.shared_blocks_.insert(p);
+  template <class T>
+  static bool first_shared_visit(sys::SizeVisitor& size, const std::shared_ptr<T>& p) {
+    return size.shared_blocks_.insert(std::weak_ptr<const void>(p)).second;
   }
-  static bool& in_object(sys::SizeVisitor& size) noexcept { return size.in_object_; }
   static void count_inexact(sys::SizeVisitor& size) noexcept { ++size.inexact_; }
-  static ObjectSizer known_sizer(sys::SizeVisitor& size, const Object& object) {
-    return size.known_sizer(object);
-  }
 };
 
 /// Follows the Refs an object reports from its traverse: the way out of every object (boxes
@@ -353,22 +342,48 @@ inline void follow_traverse(sys::SizeVisitor& size, const Object& object) {
   const_cast<Object&>(object).traverse(follower);
 }
 
-/// The members of an object of type S (S's own bytes are counted by the caller). An object's
-/// Refs are followed through its traverse, the one place a type declares them (also those its
-/// hook does not list); Refs the hook lists only make their static types known first, so the
-/// objects traverse reports are measured exactly.
+/// Whether T has a `memlens_sizeof` of its own: an ADL function, or a member declared in T (a
+/// member inherited from a base cannot see the members T adds).
+template <class T>
+inline constexpr bool has_own_sizeof_hook = [] {
+  if constexpr (has_adl_sizeof<T>) {
+    return true;
+  } else if constexpr (!has_member_sizeof<T>) {
+    return false;
+  } else if constexpr (requires { &T::memlens_sizeof; }) {
+    using Owner = typename hook_owner<decltype(&T::memlens_sizeof)>::type;
+    return std::is_void_v<Owner> || std::is_same_v<Owner, T>;
+  } else {
+    return true;  // an overloaded or template member: T's own
+  }
+}();
+
+/// Whether memlens can measure a T exactly: decided at compile time, so that make<T> can record
+/// how to measure its objects without making a type that cannot be measured an error.
+template <class T>
+inline constexpr bool measurable = [] {
+  if constexpr (is_box<T>::value) {
+    return measurable<std::remove_cv_t<decltype(std::declval<T&>().value)>>;
+  } else if constexpr (is_object_type<T>) {
+    return std::is_same_v<T, Object> || has_own_sizeof_hook<T>;
+  } else if constexpr (has_sizeof_hook<T>) {
+    return has_own_sizeof_hook<T>;
+  } else {
+    return SizeOf<T>::measurable;
+  }
+}();
+
+/// The members of an object of type S (S's own bytes are counted by the caller). Refs its hook
+/// lists are followed where they are found, then those its traverse reports (the one place a
+/// type must declare them); each object is counted once, however it is reached.
 template <class S>
 void object_heap(sys::SizeVisitor& size, const S& object) {
   if constexpr (is_box<S>::value) {
     // The value's Refs are followed where they are found; the box's traverse would repeat it.
-    const bool outer = std::exchange(SizeAccess::in_object(size), false);
     add_heap(size, object.value);
-    SizeAccess::in_object(size) = outer;
   } else {
     if constexpr (has_sizeof_hook<S>) {
-      const bool outer = std::exchange(SizeAccess::in_object(size), true);
       call_sizeof_hook(size, object);
-      SizeAccess::in_object(size) = outer;
     } else {
       static_assert(std::is_same_v<S, Object>,
                     "memlens::sys: cannot measure this Object type: give it a member "
@@ -386,7 +401,7 @@ template <class S>
 void object_bytes(sys::SizeVisitor& size, const Object& object) {
   const std::uint32_t flags = Access::flags(&object);
   if (flags & flag::heap) {
-    SizeAccess::add_object(size, prefix_size(flags) + sizeof(S), (flags & flag::pooled) != 0);
+    SizeAccess::add_object(size, prefix_size(&object) + sizeof(S), (flags & flag::pooled) != 0);
   } else {
     SizeAccess::add_inline(size, sizeof(S));
   }
@@ -399,84 +414,48 @@ void measure_object(sys::SizeVisitor& size, const Object& object) {
   object_heap(size, static_cast<const S&>(object));
 }
 
-/// An object of unknown dynamic type, known to derive from S: a lower bound, counted inexact.
+/// An object of most derived type S, which has no `memlens_sizeof` of its own: its block and its
+/// references are exact, what its members own is not known (the hook it inherits, if any, sees
+/// its base's members only). Counted inexact.
 template <class S>
-void measure_unknown(sys::SizeVisitor& size, const Object& object) {
+void measure_without_hook(sys::SizeVisitor& size, const Object& object) {
   SizeAccess::count_inexact(size);
   object_bytes<S>(size, object);
-  if constexpr (!std::is_same_v<S, Object> && !is_box<S>::value && has_sizeof_hook<S>) {
-    const bool outer = std::exchange(SizeAccess::in_object(size), true);
-    call_sizeof_hook(size, static_cast<const S&>(object));
-    SizeAccess::in_object(size) = outer;
+  if constexpr (!is_box<S>::value && has_member_sizeof<S>) {
+    if constexpr (requires { &S::memlens_sizeof; }) {
+      using Owner = typename hook_owner<decltype(&S::memlens_sizeof)>::type;
+      if constexpr (!std::is_void_v<Owner>) call_sizeof_hook(size, static_cast<const Owner&>(object));
+    }
   }
   if (size.deep()) follow_traverse(size, object);
 }
 
-/// The dynamic types memlens can measure through a Ref<Base> or a traverse, keyed by typeid.
-/// Immortal, as the other registries: objects may be measured during static destruction.
-inline std::unordered_map<std::type_index, ObjectSizer>& object_sizers() {
-  static auto* sizers = [] {
-    auto* table = new std::unordered_map<std::type_index, ObjectSizer>();
-    // Boxes of the values Python code stores everywhere (integer(), intern(), attributes), so
-    // Ref<Object> to them is exact before anything names their type.
-    const auto add = [table]<class V>(std::type_identity<V>) {
-      table->emplace(typeid(Box<V>), &measure_object<Box<V>>);
-    };
-    add(std::type_identity<bool>{});
-    add(std::type_identity<char>{});
-    add(std::type_identity<signed char>{});
-    add(std::type_identity<unsigned char>{});
-    add(std::type_identity<wchar_t>{});
-    add(std::type_identity<char8_t>{});
-    add(std::type_identity<char16_t>{});
-    add(std::type_identity<char32_t>{});
-    add(std::type_identity<short>{});
-    add(std::type_identity<unsigned short>{});
-    add(std::type_identity<int>{});
-    add(std::type_identity<unsigned>{});
-    add(std::type_identity<long>{});
-    add(std::type_identity<unsigned long>{});
-    add(std::type_identity<long long>{});
-    add(std::type_identity<unsigned long long>{});
-    add(std::type_identity<float>{});
-    add(std::type_identity<double>{});
-    add(std::type_identity<long double>{});
-    add(std::type_identity<std::string>{});
-    return table;
-  }();
-  return *sizers;
-}
-
-/// The sizer of objects of most derived type S; registers S on first use, so later objects of
-/// type S reached through a base are exact too.
+/// An object that make did not create, known to derive from S: measured as an S (a lower bound
+/// when it is of a derived type), counted inexact.
 template <class S>
-ObjectSizer static_sizer() {
-  static const bool registered = (object_sizers().emplace(typeid(S), &measure_object<S>), true);
-  static_cast<void>(registered);
-  return &measure_object<S>;
-}
-
-/// How to measure the object a Ref<T> names: as T when it is exactly a T, else as its dynamic
-/// type if known, else as a T, inexactly.
-template <class T>
-ObjectSizer sizer_for(sys::SizeVisitor& size, const Object& object) {
-  using S = std::remove_const_t<stored_t<T>>;
-  if constexpr (!std::is_abstract_v<S>) {
-    if constexpr (std::is_final_v<S>) {
-      return static_sizer<S>();
-    } else {
-      if (typeid(object) == typeid(S)) return static_sizer<S>();
-    }
+void measure_unknown(sys::SizeVisitor& size, const Object& object) {
+  SizeAccess::count_inexact(size);
+  object_bytes<S>(size, object);
+  if constexpr (!std::is_same_v<S, Object> && !is_box<S>::value && has_own_sizeof_hook<S>) {
+    call_sizeof_hook(size, static_cast<const S&>(object));
   }
-  if (ObjectSizer known = SizeAccess::known_sizer(size, object)) return known;
-  return &measure_unknown<S>;
+  if (size.deep()) follow_traverse(size, object);
 }
 
-/// Makes T known to the lookups by typeid, as the static type of a Ref an object holds.
+template <class S>
+ObjectSizer sizer_of() noexcept {
+  if constexpr (measurable<S>) {
+    return &measure_object<S>;
+  } else {
+    return &measure_without_hook<S>;
+  }
+}
+
+/// How to measure the object a Ref<T> names: as its most derived type, which make recorded.
 template <class T>
-void register_referent_type() {
-  using S = std::remove_const_t<stored_t<T>>;
-  if constexpr (!std::is_abstract_v<S>) static_cast<void>(static_sizer<S>());
+ObjectSizer sizer_for(const Object& object) {
+  if (const TypeRecord* type = type_record_of(&object)) return type->sizer;
+  return &measure_unknown<std::remove_const_t<stored_t<T>>>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -596,6 +575,7 @@ struct SharedCountLayout {
 template <class T>
 struct SizeOf {
   static constexpr bool heap_free = std::is_trivially_copyable_v<T>;
+  static constexpr bool measurable = std::is_trivially_copyable_v<T>;
   static void heap(sys::SizeVisitor&, const T&) {
     static_assert(std::is_trivially_copyable_v<T>,
                   "memlens::sys: cannot measure this type: it may own memory memlens cannot "
@@ -609,6 +589,7 @@ struct SizeOf {
 template <class C, class Traits, class A>
 struct SizeOf<std::basic_string<C, Traits, A>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = true;
   static void heap(sys::SizeVisitor& size, const std::basic_string<C, Traits, A>& s) {
     // Short strings live in a buffer inside the string object (SSO).
     const auto* self = reinterpret_cast<const unsigned char*>(&s);
@@ -622,6 +603,7 @@ struct SizeOf<std::basic_string<C, Traits, A>> {
 template <class T, class A>
 struct SizeOf<std::vector<T, A>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = detail::measurable<T>;
   static void heap(sys::SizeVisitor& size, const std::vector<T, A>& v) {
     if (v.capacity() != 0) size.allocation(v.capacity() * sizeof(T));
     size.elements(v);
@@ -631,6 +613,7 @@ struct SizeOf<std::vector<T, A>> {
 template <class A>
 struct SizeOf<std::vector<bool, A>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = true;
   static void heap(sys::SizeVisitor& size, const std::vector<bool, A>& v) {
     constexpr std::size_t word_bits = CHAR_BIT * sizeof(unsigned long);
     const std::size_t words = (v.capacity() + word_bits - 1) / word_bits;
@@ -641,6 +624,7 @@ struct SizeOf<std::vector<bool, A>> {
 template <class T, class A>
 struct SizeOf<std::deque<T, A>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = detail::measurable<T>;
   static void heap(sys::SizeVisitor& size, const std::deque<T, A>& d) {
     const auto [map_slots, nodes] = deque_layout(d);
     if (map_slots != 0) size.allocation(map_slots * sizeof(T*));
@@ -652,6 +636,7 @@ struct SizeOf<std::deque<T, A>> {
 template <class T, class A>
 struct SizeOf<std::list<T, A>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = detail::measurable<T>;
   static void heap(sys::SizeVisitor& size, const std::list<T, A>& l) {
     size.allocation(sizeof(ListNodeLayout<T>), l.size());
     size.elements(l);
@@ -661,6 +646,7 @@ struct SizeOf<std::list<T, A>> {
 template <class T, class A>
 struct SizeOf<std::forward_list<T, A>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = detail::measurable<T>;
   static void heap(sys::SizeVisitor& size, const std::forward_list<T, A>& l) {
     const auto n = static_cast<std::size_t>(std::distance(l.begin(), l.end()));
     size.allocation(sizeof(ForwardListNodeLayout<T>), n);
@@ -671,33 +657,39 @@ struct SizeOf<std::forward_list<T, A>> {
 template <class T, std::size_t N>
 struct SizeOf<std::array<T, N>> {
   static constexpr bool heap_free = owns_nothing<T>;
+  static constexpr bool measurable = detail::measurable<T>;
   static void heap(sys::SizeVisitor& size, const std::array<T, N>& a) { size.elements(a); }
 };
 
 template <class T, std::size_t N>
 struct SizeOf<T[N]> {
   static constexpr bool heap_free = owns_nothing<T>;
+  static constexpr bool measurable = detail::measurable<T>;
   static void heap(sys::SizeVisitor& size, const T (&a)[N]) { size.elements(a); }
 };
 
 template <class K, class C, class A>
 struct SizeOf<std::set<K, C, A>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = detail::measurable<K>;
   static void heap(sys::SizeVisitor& size, const std::set<K, C, A>& s) { tree_heap(size, s); }
 };
 template <class K, class C, class A>
 struct SizeOf<std::multiset<K, C, A>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = detail::measurable<K>;
   static void heap(sys::SizeVisitor& size, const std::multiset<K, C, A>& s) { tree_heap(size, s); }
 };
 template <class K, class V, class C, class A>
 struct SizeOf<std::map<K, V, C, A>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = detail::measurable<K> && detail::measurable<V>;
   static void heap(sys::SizeVisitor& size, const std::map<K, V, C, A>& m) { tree_heap(size, m); }
 };
 template <class K, class V, class C, class A>
 struct SizeOf<std::multimap<K, V, C, A>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = detail::measurable<K> && detail::measurable<V>;
   static void heap(sys::SizeVisitor& size, const std::multimap<K, V, C, A>& m) {
     tree_heap(size, m);
   }
@@ -706,6 +698,7 @@ struct SizeOf<std::multimap<K, V, C, A>> {
 template <class K, class H, class E, class A>
 struct SizeOf<std::unordered_set<K, H, E, A>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = detail::measurable<K>;
   static void heap(sys::SizeVisitor& size, const std::unordered_set<K, H, E, A>& s) {
     hash_heap(size, s);
   }
@@ -713,6 +706,7 @@ struct SizeOf<std::unordered_set<K, H, E, A>> {
 template <class K, class H, class E, class A>
 struct SizeOf<std::unordered_multiset<K, H, E, A>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = detail::measurable<K>;
   static void heap(sys::SizeVisitor& size, const std::unordered_multiset<K, H, E, A>& s) {
     hash_heap(size, s);
   }
@@ -720,6 +714,7 @@ struct SizeOf<std::unordered_multiset<K, H, E, A>> {
 template <class K, class V, class H, class E, class A>
 struct SizeOf<std::unordered_map<K, V, H, E, A>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = detail::measurable<K> && detail::measurable<V>;
   static void heap(sys::SizeVisitor& size, const std::unordered_map<K, V, H, E, A>& m) {
     hash_heap(size, m);
   }
@@ -727,6 +722,7 @@ struct SizeOf<std::unordered_map<K, V, H, E, A>> {
 template <class K, class V, class H, class E, class A>
 struct SizeOf<std::unordered_multimap<K, V, H, E, A>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = detail::measurable<K> && detail::measurable<V>;
   static void heap(sys::SizeVisitor& size, const std::unordered_multimap<K, V, H, E, A>& m) {
     hash_heap(size, m);
   }
@@ -735,12 +731,14 @@ struct SizeOf<std::unordered_multimap<K, V, H, E, A>> {
 template <class A, class B>
 struct SizeOf<std::pair<A, B>> {
   static constexpr bool heap_free = owns_nothing<A> && owns_nothing<B>;
+  static constexpr bool measurable = detail::measurable<A> && detail::measurable<B>;
   static void heap(sys::SizeVisitor& size, const std::pair<A, B>& p) { size(p.first, p.second); }
 };
 
 template <class... A>
 struct SizeOf<std::tuple<A...>> {
   static constexpr bool heap_free = (owns_nothing<A> && ...);
+  static constexpr bool measurable = (detail::measurable<A> && ...);
   static void heap(sys::SizeVisitor& size, const std::tuple<A...>& t) {
     std::apply([&size](const auto&... members) { size(members...); }, t);
   }
@@ -749,6 +747,7 @@ struct SizeOf<std::tuple<A...>> {
 template <class T>
 struct SizeOf<std::optional<T>> {
   static constexpr bool heap_free = owns_nothing<T>;
+  static constexpr bool measurable = detail::measurable<T>;
   static void heap(sys::SizeVisitor& size, const std::optional<T>& o) {
     if (o) size(*o);
   }
@@ -757,6 +756,7 @@ struct SizeOf<std::optional<T>> {
 template <class... A>
 struct SizeOf<std::variant<A...>> {
   static constexpr bool heap_free = (owns_nothing<A> && ...);
+  static constexpr bool measurable = (detail::measurable<A> && ...);
   static void heap(sys::SizeVisitor& size, const std::variant<A...>& v) {
     if (!v.valueless_by_exception()) std::visit([&size](const auto& member) { size(member); }, v);
   }
@@ -765,6 +765,7 @@ struct SizeOf<std::variant<A...>> {
 template <class T, class D>
 struct SizeOf<std::unique_ptr<T, D>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = !std::is_array_v<T> && detail::measurable<T>;
   static void heap(sys::SizeVisitor& size, const std::unique_ptr<T, D>& p) {
     static_assert(!std::is_array_v<T>,
                   "memlens::sys: a unique_ptr<T[]> does not know its length: measure the "
@@ -778,13 +779,14 @@ struct SizeOf<std::unique_ptr<T, D>> {
 template <class T>
 struct SizeOf<std::shared_ptr<T>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = !std::is_void_v<T> && !std::is_array_v<T> && detail::measurable<std::remove_cv_t<T>>;
   static void heap(sys::SizeVisitor& size, const std::shared_ptr<T>& p) {
     static_assert(!std::is_void_v<T> && !std::is_array_v<T>,
                   "memlens::sys: a shared_ptr<void> or shared_ptr<T[]> does not say what it "
                   "owns: measure its owner with memlens_sizeof and size.allocation(...)");
     if (p.use_count() == 0) return;  // empty, or an alias that owns nothing
     // The block belongs to every shared_ptr sharing it: count it once.
-    if (p.get() && !SizeAccess::first_shared_visit(size, p.get())) return;
+    if (!SizeAccess::first_shared_visit(size, p)) return;
     bool in_place = false;
 #if defined(__GLIBCXX__)
     // make_shared and allocate_shared answer this tag with the value's address.
@@ -796,38 +798,30 @@ struct SizeOf<std::shared_ptr<T>> {
       size.allocation(sizeof(SharedCountLayout));
       if (p.get()) size.allocation(sizeof(T));
     }
-    if (p.get()) {
-      // traverse does not report Refs behind a shared_ptr (a pointee may have several owners),
-      // so they are followed here.
-      const bool outer = std::exchange(SizeAccess::in_object(size), false);
-      size.element(*p);
-      SizeAccess::in_object(size) = outer;
-    }
+    if (p.get()) size.element(*p);
   }
 };
 
 template <class T>
 struct SizeOf<std::weak_ptr<T>> {  // owns nothing: the block belongs to the shared_ptrs
   static constexpr bool heap_free = true;
+  static constexpr bool measurable = true;
   static void heap(sys::SizeVisitor&, const std::weak_ptr<T>&) {}
 };
 
 template <class T>
 struct SizeOf<Ref<T>> {
   static constexpr bool heap_free = false;
+  static constexpr bool measurable = true;
   static void heap(sys::SizeVisitor& size, const Ref<T>& ref) {
-    if (!size.deep()) return;
-    if (SizeAccess::in_object(size)) {
-      register_referent_type<T>();  // the object's traverse will report it
-    } else {
-      SizeAccess::follow(size, ref);
-    }
+    if (size.deep()) SizeAccess::follow(size, ref);
   }
 };
 
 template <class T>
 struct SizeOf<Weak<T>> {  // refers, never owns (a callback's own allocation is not counted)
   static constexpr bool heap_free = true;
+  static constexpr bool measurable = true;
   static void heap(sys::SizeVisitor&, const Weak<T>&) {}
 };
 
@@ -873,17 +867,17 @@ template <class T>
 void SizeVisitor::measure(const T& root) {
   using U = std::remove_cv_t<T>;
   if constexpr (detail::is_ref<U>::value) {
-    if (!root) return;
-    const Object* object = root.object();
-    if (visited_.insert(object)) {
-      pending_.push_back({object, detail::sizer_for<typename U::element_type>(*this, *object)});
-    }
+    // Measuring a Ref<T> whose T cannot be measured is a compile error, as for a value of type
+    // T; objects of such types reached otherwise count as inexact.
+    using S = std::remove_const_t<detail::stored_t<typename U::element_type>>;
+    if constexpr (!std::is_abstract_v<S>) static_cast<void>(&detail::measure_object<S>);
+    follow(root);
   } else if constexpr (detail::is_object_type<U>) {
     // An object is measured as a Ref to it would be: with its header, when make made it.
     const Object& object = root;
     if (visited_.insert(&object)) {
       if (detail::Access::flags(&object) & detail::flag::heap) {
-        pending_.push_back({&object, detail::sizer_for<U>(*this, object)});
+        pending_.push_back({&object, detail::sizer_for<U>(object)});
       } else {
         total_ += sizeof(U);
         detail::object_heap<U>(*this, root);
@@ -900,13 +894,13 @@ template <class T>
 void SizeVisitor::follow(const Ref<T>& ref) {
   const Object* object = ref.object();
   if (!object || !visited_.insert(object)) return;
-  pending_.push_back({object, detail::sizer_for<T>(*this, *object)});
+  pending_.push_back({object, detail::sizer_for<T>(*object)});
 }
 
 inline void SizeVisitor::follow_dynamic(const Object& object) {
   if (!visited_.insert(&object)) return;
-  detail::ObjectSizer sizer = known_sizer(object);
-  pending_.push_back({&object, sizer ? sizer : &detail::measure_unknown<Object>});
+  const detail::TypeRecord* type = detail::type_record_of(&object);
+  pending_.push_back({&object, type ? type->sizer : &detail::measure_unknown<Object>});
 }
 
 inline void SizeVisitor::drain() {
@@ -915,18 +909,6 @@ inline void SizeVisitor::drain() {
     pending_.pop_back();
     next.sizer(*this, *next.object);
   }
-}
-
-inline detail::ObjectSizer SizeVisitor::known_sizer(const Object& object) {
-  const std::type_info* type = &typeid(object);
-  CachedSizer& cached =
-      type_cache_[(reinterpret_cast<std::uintptr_t>(type) >> 4) % type_cache_.size()];
-  if (cached.type == type) return cached.sizer;
-  const auto& sizers = detail::object_sizers();
-  const auto it = sizers.find(std::type_index(*type));
-  if (it == sizers.end()) return nullptr;  // not cached: the type may be registered later
-  cached = {type, it->second};
-  return it->second;
 }
 
 }  // namespace sys
