@@ -84,7 +84,14 @@ class GraphMaker {
     g.assignments.push_back({source, pick(8), target});
   }
   void random_edges(Graph& g, int count) {
-    for (int e = 0; e < count; ++e) assign(g, pick(g.n), pick(g.n));
+    for (int e = 0; e < count; ++e) {
+      // Two statements: the order in which a call's arguments are evaluated is unspecified
+      // (g++ goes right to left, clang++ left to right), and the graphs must not depend on the
+      // compiler. This order keeps the graphs g++ always built.
+      const int target = pick(g.n);
+      const int source = pick(g.n);
+      assign(g, source, target);
+    }
   }
   void rings(Graph& g) {
     int start = 0;
