@@ -53,9 +53,7 @@ inline void check_generation(int generation) {
 }
 inline void append_list(const detail::GcList& list, std::vector<Ref<Object>>& out) {
   for (Object* o = list.first(); o != list.end(); o = detail::gc_head(o)->next) {
-    if (detail::Access::refcnt(o) == 0) continue;  // being destroyed
-    detail::incref(o);
-    out.emplace_back(detail::adopt, o);
+    if (Ref<Object> r = detail::ref_if_alive(o)) out.push_back(std::move(r));
   }
 }
 
@@ -82,12 +80,9 @@ class RefersTo final : public Visitor {
 /// Throws ValueError for a generation outside 0..2.
 inline std::size_t collect(int generation = 2) {
   detail_gc::check_generation(generation);
-  detail::GcState& st = detail::gc_state();
-  if (st.collecting) return 0;
-  st.collecting = true;
-  const std::size_t found = detail::gc_collect_with_callbacks(generation);
-  st.collecting = false;
-  return found;
+  if (detail::gc_state().collecting) return 0;
+  const detail::CollectingScope collecting;
+  return detail::gc_collect_with_callbacks(generation);
 }
 
 /// Turns automatic collection on.
@@ -161,25 +156,21 @@ std::vector<Ref<Object>> get_referrers(const Ref<T>& object) {
   detail_gc::RefersTo refers_to(object.object());
   for (auto& list : detail::gc_state().generations) {
     for (Object* o = list.first(); o != list.end(); o = detail::gc_head(o)->next) {
-      if (detail::Access::refcnt(o) == 0) continue;
-      if (refers_to.in(*o)) {
-        detail::incref(o);
-        out.emplace_back(detail::adopt, o);
-      }
+      if (detail::Access::refcnt(o) == 0) continue;  // being destroyed: not a referrer
+      if (refers_to.in(*o)) out.push_back(detail::ref_if_alive(o));
     }
   }
   return out;
 }
 
-/// The objects `object` references, as its traverse reports them (gc.get_referents()).
+/// The objects `object` references, as its traverse reports them (gc.get_referents()), except
+/// those already being destroyed (a destructor's members may still name them).
 template <class T>
 std::vector<Ref<Object>> get_referents(const Ref<T>& object) {
   std::vector<Ref<Object>> out;
   if (!object) return out;
   for_each_edge(*const_cast<Object*>(object.object()), [&](const Edge& e) {
-    Object* o = &e.referent();
-    detail::incref(o);
-    out.emplace_back(detail::adopt, o);
+    if (Ref<Object> r = detail::ref_if_alive(&e.referent())) out.push_back(std::move(r));
   });
   return out;
 }

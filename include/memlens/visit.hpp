@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "memlens/detail/core.hpp"
 
@@ -104,6 +105,8 @@ class Visitor {
   MEMLENS_ALWAYS_INLINE void visit_ref(R& ref);
   template <class R>
   MEMLENS_NOINLINE void visit_edge_of(R& ref);
+  template <class C>
+  MEMLENS_NOINLINE void detach_keys(C& container) noexcept;
   std::string_view name_;
 };
 
@@ -203,6 +206,23 @@ struct may_hold_refs_impl<T> {
                                 may_hold_refs<std::ranges::range_value_t<T>>;
 };
 
+/// Node containers whose keys may hold Refs (sets of Refs, maps keyed by Refs): their keys are
+/// const, so the collector breaks a cycle through them by emptying the container, as CPython's
+/// tp_clear empties a set or a dict. Their nodes, taken out, give mutable access to the keys.
+template <class T>
+concept has_ref_keys = requires(T& c) {
+  typename T::node_type;
+  typename T::key_type;
+  c.extract(c.begin());
+} && may_hold_refs<typename T::key_type>;
+
+/// The nodes the collector took out of a container, destroyed once the garbage is freed: a
+/// node may hold Refs its owner's traverse does not report, which must not go earlier.
+template <class Node>
+struct GcAsideNodes final : GcAside {
+  std::vector<Node> nodes;
+};
+
 template <class T>
 Object* take_ref(void* slot) noexcept {
   auto* ref = static_cast<Ref<T>*>(slot);
@@ -216,7 +236,7 @@ template <class R>
 MEMLENS_ALWAYS_INLINE inline void Visitor::visit_ref(R& ref) {
   if (!ref) return;
   if (gc_.kind == detail::GcVisit::generic) return visit_edge_of(ref);
-  if (detail::gc_visit(gc_, const_cast<Object*>(ref.object()))) {
+  if (detail::gc_visit(gc_, const_cast<Object*>(ref.object()), &ref)) {
     if constexpr (!std::is_const_v<R>) detail::gc_detached(gc_, ref.release());
   }
 }
@@ -228,6 +248,32 @@ MEMLENS_NOINLINE void Visitor::visit_edge_of(R& ref) {
     visit_edge(Edge(*object, name_, nullptr, nullptr));
   } else {
     visit_edge(Edge(*object, name_, &ref, &detail::take_ref<typename R::element_type>));
+  }
+}
+
+// The collector's detach pass over a set of Refs or a map keyed by Refs: every node comes out,
+// its Refs are detached (keys included, now mutable), and the node waits in `aside`.
+template <class C>
+MEMLENS_NOINLINE void Visitor::detach_keys(C& container) noexcept {
+  using Node = typename C::node_type;
+  detail::GcAsideNodes<Node>* aside = nullptr;
+  try {
+    auto owned = std::make_unique<detail::GcAsideNodes<Node>>();
+    owned->nodes.reserve(container.size());
+    aside = owned.get();
+    gc_.aside->push_back(std::move(owned));
+  } catch (...) {  // out of memory: the nodes go at once, with any Refs traverse does not report
+    aside = nullptr;
+  }
+  while (!container.empty()) {
+    Node node = container.extract(container.begin());
+    if constexpr (requires { node.mapped(); }) {
+      traverse(*this, node.key());
+      traverse(*this, node.mapped());
+    } else {
+      traverse(*this, node.value());
+    }
+    if (aside) aside->nodes.push_back(std::move(node));  // reserved: does not throw
   }
 }
 
@@ -251,6 +297,9 @@ void traverse(Visitor& visit, T& member) {
     member.traverse(visit);
   } else if constexpr (detail::has_adl_traverse<U>) {
     memlens_traverse(visit, member);
+  } else if constexpr (detail::has_ref_keys<U> && !std::is_const_v<T>) {
+    if (visit.gc_.kind == detail::GcVisit::detach) return visit.detach_keys(member);
+    for (auto&& element : member) traverse(visit, element);
   } else if constexpr (detail::is_optional<U>::value) {
     if (member) traverse(visit, *member);
   } else if constexpr (detail::is_tuple_like_ref_holder<U>::value) {

@@ -96,12 +96,7 @@ class Weak : private detail::WeakLink {
   }
 
   /// A strong reference to the object, or null if it is gone (or being destroyed).
-  Ref<T> lock() const noexcept {
-    Object* o = this->referent;
-    if (!o || detail::Access::refcnt(o) == 0) return {};
-    detail::incref(o);
-    return Ref<T>(detail::adopt, o);
-  }
+  Ref<T> lock() const noexcept { return detail::ref_if_alive<T>(this->referent); }
   /// Python's `ref()`: the same as lock().
   Ref<T> operator()() const noexcept { return lock(); }
   /// Whether the object is gone.

@@ -2,6 +2,7 @@
 // The public interface is memlens/gc.hpp. It lives here because make() triggers collections.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "memlens/detail/core.hpp"
+#include "memlens/errors.hpp"
 #include "memlens/visit.hpp"
 
 namespace memlens {
@@ -40,16 +42,58 @@ inline std::vector<Ref<Object>>& gc_garbage() {
 /// gc.DEBUG_SAVEALL: unreachable objects go to gc.garbage instead of being freed.
 inline constexpr int debug_saveall = 1 << 5;
 
+/// After o's traverse counted `slots`: a slot reported more than once was subtracted more than
+/// once. Each repeat is given back to its target and reported, so that an object referenced
+/// from outside never looks unreachable because a traverse listed a member twice.
+MEMLENS_NOINLINE inline void gc_check_slots(Object* o, std::vector<GcSlot>& slots) noexcept {
+  if (slots.size() > 1) {
+    std::sort(slots.begin(), slots.end(), [](const GcSlot& a, const GcSlot& b) {
+      return std::less<const void*>{}(a.slot, b.slot);
+    });
+    std::size_t repeats = 0;
+    for (std::size_t i = 1; i < slots.size(); ++i) {
+      if (slots[i].slot != slots[i - 1].slot) continue;
+      ++gc_refs(slots[i].target);
+      ++repeats;
+    }
+    if (repeats != 0) {
+      try {
+        throw ValueError("gc: the traverse of " + repr(o) + " reported " +
+                         std::to_string(repeats) +
+                         " reference(s) more than once; each reference must be reported "
+                         "exactly once (each was counted once)");
+      } catch (...) {
+        report_unraisable("Exception ignored in gc traverse check", std::current_exception(), o);
+      }
+    }
+  }
+  slots.clear();
+}
+
 /// Subtracts references that come from inside the set being collected: the set is the objects
 /// flagged `collecting`, or with `generation`, every tracked object in generations up to it,
 /// which it flags on the way.
 class SubtractRefs final : public Visitor {
  public:
-  SubtractRefs() noexcept : Visitor(GcVisitState{GcVisit::subtract}) {}
+  SubtractRefs() noexcept : Visitor(GcVisitState{GcVisit::subtract}) { check_slots(); }
   explicit SubtractRefs(std::uint32_t generation) noexcept
-      : Visitor(GcVisitState{GcVisit::subtract_generation, generation}) {}
+      : Visitor(GcVisitState{GcVisit::subtract_generation, generation}) {
+    check_slots();
+  }
   // Only for a traverse that calls visit_edge itself; visit(...) does the work inline.
   void visit_edge(const Edge& edge) override { gc_visit(gc_, &edge.referent()); }
+
+  /// o's traverse, then (when traverses are checked) the check of the slots it reported.
+  void traverse_checked(Object& o) {
+    o.traverse(*this);
+    if constexpr (gc_check_traverse) gc_check_slots(&o, slots_);
+  }
+
+ private:
+  void check_slots() noexcept {
+    if constexpr (gc_check_traverse) gc_.slots = &slots_;
+  }
+  std::vector<GcSlot> slots_;
 };
 
 /// Collects the Weak handles objects list in their traverse.
@@ -64,10 +108,14 @@ class OwnedWeakRefs final : public Visitor {
 };
 
 /// Detaches every reference the garbage holds (CPython's tp_clear; see gc_detached), keeping
-/// those to objects outside the garbage until `drop()`.
+/// those to objects outside the garbage, and the nodes of the sets and maps it empties, until
+/// `drop()`.
 class DetachReferences final : public Visitor {
  public:
-  DetachReferences() noexcept : Visitor(GcVisitState{GcVisit::detach}) { gc_.kept = &kept_; }
+  DetachReferences() noexcept : Visitor(GcVisitState{GcVisit::detach}) {
+    gc_.kept = &kept_;
+    gc_.aside = &aside_;
+  }
   DetachReferences(const DetachReferences&) = delete;
   DetachReferences& operator=(const DetachReferences&) = delete;
 
@@ -76,11 +124,15 @@ class DetachReferences final : public Visitor {
     if (edge.can_take()) gc_detached(gc_, edge.take().release());
   }
 
-  /// Drops the references kept; may free objects.
-  void drop() noexcept { kept_.clear(); }
+  /// Drops the references kept and the nodes set aside; may free objects.
+  void drop() noexcept {
+    aside_.clear();
+    kept_.clear();
+  }
 
  private:
   std::vector<Ref<Object>> kept_;
+  std::vector<std::unique_ptr<GcAside>> aside_;
 };
 
 /// What gc_partition found.
@@ -140,6 +192,7 @@ inline GcPartition gc_partition(GcList& candidates, GcList& unreachable,
   return result;
 }
 
+
 /// Flags every object of `list` as a candidate and sets its gc_refs to its count minus the
 /// references coming from other candidates (CPython's update_refs and subtract_refs).
 inline void gc_compute_refs(GcList& list) {
@@ -149,7 +202,7 @@ inline void gc_compute_refs(GcList& list) {
   }
   SubtractRefs subtract;
   for (Object* o = list.first(); o != list.end(); o = gc_head(o)->next) {
-    if (Access::flags(o) & flag::collecting) o->traverse(subtract);
+    if (Access::flags(o) & flag::collecting) subtract.traverse_checked(*o);
   }
 }
 
@@ -159,7 +212,7 @@ inline void gc_compute_refs(GcList& list) {
 inline void gc_compute_refs(GcList& list, std::uint32_t generation) {
   SubtractRefs subtract(generation);
   for (Object* o = list.first(); o != list.end(); o = gc_head(o)->next) {
-    if (gc_enter(o, Access::flags(o))) o->traverse(subtract);
+    if (gc_enter(o, Access::flags(o))) subtract.traverse_checked(*o);
   }
 }
 
@@ -324,7 +377,7 @@ inline std::size_t gc_collect_main(int generation) noexcept {
   }
   // The partition also learnt what the garbage needs: most garbage has neither weak references
   // nor finalizers, and then no user code runs before it is freed.
-  const std::size_t found = partition.unreachable;
+  std::size_t found = partition.unreachable;
   bool user_code_ran = false;
   if (partition.weakrefs) user_code_ran = gc_handle_weakrefs(unreachable);
   if (partition.finalizers) {
@@ -336,7 +389,9 @@ inline std::size_t gc_collect_main(int generation) noexcept {
     // reaches.
     gc_compute_refs(unreachable);
     GcList still_unreachable;
-    gc_partition(unreachable, still_unreachable, old_generation);
+    // As CPython 3.9+, what counts is what is still unreachable now (its final_unreachable):
+    // not the objects resurrected, nor those freed by refcounting when user code let them go.
+    found = gc_partition(unreachable, still_unreachable, old_generation).unreachable;
     gc_list_merge(unreachable, old);
     gc_list_merge(still_unreachable, unreachable);
   }
@@ -359,7 +414,17 @@ inline void gc_invoke_callbacks(std::string_view phase, const gc::CallbackInfo& 
   }
 }
 
-/// A collection with the "start"/"stop" callbacks; the caller has set `collecting`.
+/// Marks a collection as running for its scope, even when a callback (or copying the list of
+/// callbacks) throws.
+class CollectingScope {
+ public:
+  CollectingScope() noexcept { gc_state().collecting = true; }
+  ~CollectingScope() { gc_state().collecting = false; }
+  CollectingScope(const CollectingScope&) = delete;
+  CollectingScope& operator=(const CollectingScope&) = delete;
+};
+
+/// A collection with the "start"/"stop" callbacks; the caller holds a CollectingScope.
 inline std::size_t gc_collect_with_callbacks(int generation) {
   const bool callbacks = !gc_callbacks().empty();
   if (callbacks) gc_invoke_callbacks("start", {generation, 0, 0});
@@ -375,9 +440,8 @@ MEMLENS_NOINLINE inline void gc_collect_generations() {
   for (int i = 2; i >= 0; --i) {
     if (st.counts[i] > st.thresholds[i]) {
       if (i == 2 && st.long_lived_pending < st.long_lived_total / 4) continue;
-      st.collecting = true;
+      const CollectingScope collecting;
       gc_collect_with_callbacks(i);
-      st.collecting = false;
       break;
     }
   }

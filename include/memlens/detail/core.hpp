@@ -360,15 +360,41 @@ enum class GcVisit : std::uint8_t {
   detach,               // null the reference (CPython's tp_clear; see gc_detached)
 };
 
+/// Something the collector set aside while it detached the garbage's references, to be
+/// destroyed only once the garbage is freed (the nodes it took out of sets and maps).
+struct GcAside {
+  virtual ~GcAside() = default;
+};
+
+/// A reference a subtract visit counted: checked for slots reported twice (see gc_check_slots).
+struct GcSlot {
+  const void* slot;
+  Object* target;
+};
+
 struct GcVisitState {
   GcVisit kind = GcVisit::generic;
   std::uint32_t generation = 0;        // subtract_generation
   GcList* scanned = nullptr;           // move_reachable: the list being scanned
   std::size_t* unreachable = nullptr;  // move_reachable: objects tentatively unreachable
   std::vector<Ref<Object>>* kept = nullptr;  // detach: references out of the garbage
+  std::vector<std::unique_ptr<GcAside>>* aside = nullptr;  // detach: emptied containers' nodes
+  std::vector<GcSlot>* slots = nullptr;  // subtract: the references counted, when checked
   const Object* wanted = nullptr;  // find
   bool found = false;              // find
 };
+
+/// Whether the collector checks that each traverse reports every reference slot once: a slot
+/// reported twice would be subtracted twice, and an object referenced from outside could look
+/// unreachable. On in debug builds; MEMLENS_CHECK_TRAVERSE=1 turns it on anywhere.
+#ifndef MEMLENS_CHECK_TRAVERSE
+#ifdef NDEBUG
+#define MEMLENS_CHECK_TRAVERSE 0
+#else
+#define MEMLENS_CHECK_TRAVERSE 1
+#endif
+#endif
+inline constexpr bool gc_check_traverse = MEMLENS_CHECK_TRAVERSE != 0;
 
 /// A reference from an object the partition found reachable, to a candidate it had already
 /// moved to the unreachable list: the candidate goes back to the end of the list being scanned.
@@ -397,17 +423,32 @@ MEMLENS_ALWAYS_INLINE inline void gc_detached(const GcVisitState& s, Object* det
   }
 }
 
+/// Notes a reference the subtract pass counted, for gc_check_slots.
+MEMLENS_NOINLINE inline void gc_note_slot(GcVisitState& s, const void* slot,
+                                          Object* target) noexcept {
+  if (!s.slots || !slot) return;
+  try {
+    s.slots->push_back({slot, target});
+  } catch (...) {  // out of memory: this reference goes unchecked
+  }
+}
+
 /// What a collector's visit does with one reference, inline in every traverse. Returns true
 /// when the caller must detach the reference and hand it to gc_detached.
-MEMLENS_ALWAYS_INLINE inline bool gc_visit(GcVisitState& s, Object* target) noexcept {
+MEMLENS_ALWAYS_INLINE inline bool gc_visit(GcVisitState& s, Object* target,
+                                            const void* slot = nullptr) noexcept {
   switch (s.kind) {
     case GcVisit::subtract:
-      if (Access::flags(target) & flag::collecting) --gc_refs(target);
+      if (Access::flags(target) & flag::collecting) {
+        --gc_refs(target);
+        if constexpr (gc_check_traverse) gc_note_slot(s, slot, target);
+      }
       return false;
     case GcVisit::subtract_generation: {
       std::uint32_t& f = Access::flags(target);
       if ((f & flag::tracked) && gc_generation(f) <= s.generation && gc_enter(target, f)) {
         --gc_refs(target);
+        if constexpr (gc_check_traverse) gc_note_slot(s, slot, target);
       }
       return false;
     }
@@ -953,6 +994,19 @@ class Ref {
   // comparison, and conversions never adjust it.
   Object* ptr_ = nullptr;
 };
+
+namespace detail {
+/// A new reference to `o`, or null when its count already reached zero: it waits in the
+/// trashcan's queue or is being freed, and a new reference would destroy it a second time.
+/// Every API that hands out Refs to objects it finds (the collector's lists and traverses, weak
+/// references, the tools) makes them here.
+template <class T = Object>
+Ref<T> ref_if_alive(const Object* o) noexcept {
+  if (!o || Access::refcnt(o) == 0) return {};
+  incref(o);
+  return Ref<T>(adopt, const_cast<Object*>(o));
+}
+}  // namespace detail
 
 }  // namespace memlens
 

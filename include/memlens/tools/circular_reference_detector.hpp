@@ -144,6 +144,8 @@ class CircularReferenceDetector {
       arcs.emplace_back();
       for_each_edge(*nodes[i], [&](const Edge& e) {
         Object* target = &e.referent();
+        // Being destroyed (a destructor's members may still name it): not part of any cycle.
+        if (detail::Access::refcnt(target) == 0) return;
         auto [it, inserted] = index.try_emplace(target, nodes.size());
         if (inserted) nodes.push_back(target);
         arcs[i].push_back({it->second, std::string(e.name())});
@@ -202,9 +204,7 @@ class CircularReferenceDetector {
           std::vector<Ref<Object>> objects;
           std::vector<std::string> names;
           for (std::size_t k = 0; k < stack.size(); ++k) {
-            Object* o = nodes[stack[k].node];
-            detail::incref(o);
-            objects.emplace_back(detail::adopt, o);
+            objects.push_back(detail::ref_if_alive(nodes[stack[k].node]));
             const std::size_t taken = k + 1 < stack.size() ? path_arcs[k] : arc;
             names.push_back(arcs[stack[k].node][taken].name);
           }
