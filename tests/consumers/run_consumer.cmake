@@ -3,7 +3,11 @@
 #   add_subdirectory  add_subdirectory/ builds memlens as its subproject
 #   find_package      find_package/ finds the memlens installed in PREFIX
 #   pkg-config        main.cpp compiled by hand with `pkg-config --cflags --libs memlens`
-# Every mode but install then runs the consumer, which exits 0 only if memlens works.
+#   hidden_visibility hidden_visibility/ (through add_subdirectory): a program and a shared library
+#                     built with hidden visibility share memlens objects; the library is linked
+#                     (consumer) or loaded with dlopen by a program exporting nothing
+#                     (consumer_dlopen)
+# Every mode but install then runs the consumer(s), which exit 0 only if memlens works.
 macro(run)
   execute_process(COMMAND ${ARGV} COMMAND_ECHO STDOUT COMMAND_ERROR_IS_FATAL ANY)
 endmacro()
@@ -24,6 +28,22 @@ elseif(MODE STREQUAL "add_subdirectory")
   run(${configure} -S ${CONSUMERS_DIR}/add_subdirectory -B ${build}
       -DMEMLENS_SOURCE_DIR=${MEMLENS_SOURCE_DIR})
   run(${CMAKE_COMMAND} --build ${build})
+elseif(MODE STREQUAL "hidden_visibility")
+  run(${configure} -S ${CONSUMERS_DIR}/hidden_visibility -B ${build}
+      -DMEMLENS_SOURCE_DIR=${MEMLENS_SOURCE_DIR})
+  run(${CMAKE_COMMAND} --build ${build})
+  # Both programs run, whatever the first one says: each failure tells something of its own.
+  set(failed)
+  foreach(program IN ITEMS consumer consumer_dlopen)
+    execute_process(COMMAND ${build}/${program} COMMAND_ECHO STDOUT RESULT_VARIABLE result)
+    if(NOT result EQUAL 0)
+      list(APPEND failed "${program} (${result})")
+    endif()
+  endforeach()
+  if(failed)
+    message(FATAL_ERROR "hidden_visibility: failed: ${failed}")
+  endif()
+  return()
 elseif(MODE STREQUAL "find_package")
   run(${configure} -S ${CONSUMERS_DIR}/find_package -B ${build} -DCMAKE_PREFIX_PATH=${PREFIX})
   run(${CMAKE_COMMAND} --build ${build})
