@@ -19,6 +19,23 @@
 #endif
 #endif
 
+/// MEMLENS_SHARED: marks every piece of memlens' process-wide state (namespace-scope inline
+/// variables, thread_locals, and the inline functions that hold a function-local static), so that
+/// a process has exactly one of each even when modules are built with -fvisibility=hidden: with
+/// default visibility the variables are exported, as STB_GNU_UNIQUE (g++) or weak (clang++)
+/// symbols, and the dynamic linker binds every module to the first definition in lookup order.
+/// The explicit attribute wins over -fvisibility=hidden and -fvisibility-inlines-hidden alike.
+/// An executable exports such a symbol only when a shared library it is linked with mentions
+/// it, or when it is linked with --export-dynamic or a dynamic list: memlens::memlens gives
+/// executables cmake/memlens.dynlist (CMakeLists.txt, MEMLENS_EXPORT_STATE).
+#ifndef MEMLENS_SHARED
+#if defined(__GNUC__) || defined(__clang__)
+#define MEMLENS_SHARED __attribute__((visibility("default")))
+#else
+#define MEMLENS_SHARED
+#endif
+#endif
+
 // Keeps the rare path (last reference dropped) out of the inlined Ref destructor.
 #if defined(__GNUC__) || defined(__clang__)
 #define MEMLENS_NOINLINE __attribute__((noinline))

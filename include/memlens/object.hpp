@@ -58,6 +58,8 @@ template <class S>
 ObjectSizer sizer_of() noexcept;
 
 /// S's record: registered by the first make<S> (in each shared library), then an index.
+/// (`id` is not MEMLENS_SHARED: that would do nothing for a type of hidden visibility, and
+/// register_type's table, which is shared, gives every library the same id for S.)
 template <class S, std::size_t Size, std::size_t Prefix>
 std::uint32_t type_id() {
   static const std::uint32_t id = register_type(
@@ -93,6 +95,7 @@ Ref<T> make(Args&&... args) {
   // Small objects of the usual alignment come from the pool (detail/pool.hpp).
   constexpr bool pooled = detail::pool::enabled && align <= detail::pool::granularity &&
                           size <= detail::pool::max_block;
+  detail::check_heap_lock("make was called");
   const std::uint32_t type_id = detail::type_id<S, size, prefix>();
   if constexpr (tracked) detail::gc_on_allocation();  // may collect, as CPython's allocator does
   void* memory = pooled ? detail::pool::allocate(size) : detail::allocate(size, align);

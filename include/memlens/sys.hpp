@@ -26,7 +26,7 @@ std::size_t getrefcount(const Ref<T>& object) noexcept {
  * Python's `sys.intern`: equal strings give the identical object, so they can be compared
  * with `is` and stored once. Interned strings live until the program ends (as before 3.12).
  */
-inline Ref<const std::string> intern(std::string_view text) {
+MEMLENS_SHARED inline Ref<const std::string> intern(std::string_view text) {
   // Immortal, like the strings in it: they may be used during static destruction.
   static auto* table = new std::unordered_map<std::string_view, Ref<const std::string>>();
   if (auto it = table->find(text); it != table->end()) return it->second;
@@ -117,7 +117,7 @@ inline constexpr long long small_int_max = 256;
  * call returns the same object (`is(integer(256), integer(256))`); others are new objects each
  * time (`!is(integer(1000), integer(1000))`), as in CPython.
  */
-inline Ref<const long long> integer(long long value) {
+MEMLENS_SHARED inline Ref<const long long> integer(long long value) {
   using Cache = std::array<Ref<const long long>,
                            detail::small_int_max - detail::small_int_min + 1>;
   static Cache* cache = [] {

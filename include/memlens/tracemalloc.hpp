@@ -151,7 +151,7 @@ class Traceback {
   // In place of an optional: a Traceback is in every Trace of a snapshot.
   static constexpr std::size_t unknown_total = std::numeric_limits<std::size_t>::max();
 
-  static const std::shared_ptr<const std::vector<Frame>>& empty_frames() {
+  MEMLENS_SHARED static const std::shared_ptr<const std::vector<Frame>>& empty_frames() {
     static const auto* empty = [] {
       // Immortal, and memlens's own: made while tracing, it would count as the user's memory.
       memlens::detail::trace::TracerScope untraced;
@@ -282,7 +282,7 @@ inline bool get_skip_std_frames() noexcept;
 
 namespace detail {
 
-inline constinit std::atomic<bool> skip_std_frames{true};
+MEMLENS_SHARED inline constinit std::atomic<bool> skip_std_frames{true};
 
 struct RawTrace {
   std::size_t size;
@@ -510,7 +510,7 @@ class Snapshot {
    * Writes the snapshot to `path` (tracebacks symbolized, so any process can load it) through
    * a temporary file renamed into place: a reader never sees half a file.
    */
-  void dump(const std::string& path) const;
+  MEMLENS_SHARED void dump(const std::string& path) const;
 
   /// Reads a file written by dump(); throws SnapshotFileError naming `path` if it is missing,
   /// truncated, of another format or version, or corrupt.
@@ -624,7 +624,7 @@ inline bool is_tracing() noexcept { return memlens::detail::trace::tracing(); }
  * Frames are source-level frames: a function the compiler inlined is a frame of its own, as
  * Python counts Python frames.
  */
-inline void start(int nframe = 1) {
+MEMLENS_SHARED inline void start(int nframe = 1) {
   namespace t = memlens::detail::trace;
   if (nframe < 1 || nframe > t::max_nframe) {
     throw ValueError("tracemalloc: the number of frames must be in range [1; " +
@@ -845,7 +845,7 @@ class Allocator {
 
 /// A memory resource that allocates with malloc, unseen by the global hook: the default
 /// upstream of TracingResource.
-inline std::pmr::memory_resource* malloc_resource() noexcept {
+MEMLENS_SHARED inline std::pmr::memory_resource* malloc_resource() noexcept {
   class MallocResource final : public std::pmr::memory_resource {
     void* do_allocate(std::size_t bytes, std::size_t alignment) override {
       void* p = memlens::detail::trace::untraced_allocate(bytes, alignment);

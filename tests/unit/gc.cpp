@@ -125,7 +125,7 @@ struct Inspected : memlens::Object {
     ~Inspector() {
       // Only where the trashcan queued `next` (its memory is still there, its count zero);
       // above that depth `next` is already freed, and nothing may look at it.
-      if (memlens::detail::dealloc_depth < memlens::detail::trashcan_depth) return;
+      if (memlens::detail::thread_state.dealloc_depth < memlens::detail::trashcan_depth) return;
       ++inspections;
       const Ref<Inspected> self(owner);
       if (use_detector) {

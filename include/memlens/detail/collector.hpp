@@ -29,12 +29,12 @@ using Callback = std::function<void(std::string_view phase, const CallbackInfo& 
 
 namespace detail {
 
-inline std::vector<gc::Callback>& gc_callbacks() {
+MEMLENS_SHARED inline std::vector<gc::Callback>& gc_callbacks() {
   static auto* callbacks = new std::vector<gc::Callback>();  // immortal, as gc_state
   return *callbacks;
 }
 
-inline std::vector<Ref<Object>>& gc_garbage() {
+MEMLENS_SHARED inline std::vector<Ref<Object>>& gc_garbage() {
   static auto* garbage = new std::vector<Ref<Object>>();
   return *garbage;
 }
@@ -298,7 +298,7 @@ inline void gc_finalize_garbage(GcList& unreachable, GcList& old, std::uint32_t 
 
 /// Whether `o` waits in the trashcan's queue (its count is zero and a release will free it).
 inline bool gc_queued(const Object* o) noexcept {
-  const DeferredQueue& queue = deferred_queue;
+  const DeferredQueue& queue = thread_state.deferred;
   for (std::size_t i = 0; i < queue.size; ++i) {
     if (queue.items[i] == o) return true;
   }
@@ -319,7 +319,7 @@ inline void gc_free_garbage(GcList& unreachable, GcList& old, std::uint32_t old_
     o->traverse(detach);
   }
   GcList kept;
-  ++dealloc_depth;
+  ++thread_state.dealloc_depth;
   while (!unreachable.empty()) {
     Object* o = unreachable.first();
     std::uint32_t& f = Access::flags(o);
@@ -331,8 +331,8 @@ inline void gc_free_garbage(GcList& unreachable, GcList& old, std::uint32_t old_
       destroy(o);  // unlinks it
     }
   }
-  --dealloc_depth;
-  if (deferred_queue.size != 0 && dealloc_depth == 0) drain_deferred();
+  --thread_state.dealloc_depth;
+  if (thread_state.deferred.size != 0 && thread_state.dealloc_depth == 0) drain_deferred();
   detach.drop();
   gc_list_merge(kept, old);
 }

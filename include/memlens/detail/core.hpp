@@ -22,6 +22,7 @@
 
 #include "memlens/config.hpp"
 #include "memlens/detail/pool.hpp"
+#include "memlens/detail/thread_state.hpp"
 #include "memlens/errors.hpp"
 #include "memlens/fwd.hpp"
 
@@ -188,7 +189,7 @@ struct TypeRegistry {
   TypeRecord* records[flag::max_type_id + 1];
   std::uint32_t count;  // the highest index in use; 0 is no type
 };
-inline constinit TypeRegistry type_registry{};
+MEMLENS_SHARED inline constinit TypeRegistry type_registry{};
 
 
 inline const TypeRecord& type_record(std::uint32_t flags) noexcept {
@@ -279,7 +280,7 @@ union Immortal {
   constexpr Immortal() : value() {}
   ~Immortal() {}
 };
-inline constinit Immortal<GcState> gc_runtime{};
+MEMLENS_SHARED inline constinit Immortal<GcState> gc_runtime{};
 inline GcState& gc_state() noexcept { return gc_runtime.value; }
 
 /// Appends o to the end of list.
@@ -514,7 +515,7 @@ inline std::string repr(const Object* o) { return o ? o->repr() : "None"; }
 /// The index of `proposed.type`'s record, registering it the first time. A type made by several
 /// shared libraries gets one record, whichever registers it first. Called once per type (and
 /// library) by make, under make's rule (one thread, or HeapLock held).
-MEMLENS_NOINLINE inline std::uint32_t register_type(const TypeRecord& proposed) {
+MEMLENS_SHARED MEMLENS_NOINLINE inline std::uint32_t register_type(const TypeRecord& proposed) {
   trace::TracerScope untraced;  // memlens' own bookkeeping is not the user's memory
   static auto* by_type = new std::unordered_map<std::type_index, std::uint32_t>();  // immortal
   TypeRegistry& registry = type_registry;
@@ -538,7 +539,7 @@ inline std::string Object::repr() const { return detail::default_repr(*this); }
 
 namespace detail {
 
-inline sys::UnraisableHook& unraisable_hook() {
+MEMLENS_SHARED inline sys::UnraisableHook& unraisable_hook() {
   static auto* hook = new sys::UnraisableHook();  // immortal: reports may come at exit
   return *hook;
 }
@@ -584,7 +585,7 @@ struct WeakLink {
   WeakCallback* callback = nullptr;  // owned
 };
 
-inline std::unordered_map<const Object*, WeakLink>& weak_registry() {
+MEMLENS_SHARED inline std::unordered_map<const Object*, WeakLink>& weak_registry() {
   static auto* registry = new std::unordered_map<const Object*, WeakLink>();  // immortal
   return *registry;
 }
@@ -592,6 +593,7 @@ inline std::unordered_map<const Object*, WeakLink>& weak_registry() {
 // Out of line: it is the slow path (a table insertion), and g++ 12 at -O2 otherwise warns
 // (-Wdangling-pointer) when a temporary Weak is attached and then moved, which is correct.
 MEMLENS_NOINLINE inline void weak_attach(WeakLink& link, Object* o) {
+  check_heap_lock("a weak reference was made");
   auto [it, inserted] = weak_registry().try_emplace(o);
   WeakLink& sentinel = it->second;
   // Every way an object dies removes its entry (~Object does it last), so an entry found here
@@ -611,6 +613,7 @@ MEMLENS_NOINLINE inline void weak_attach(WeakLink& link, Object* o) {
 }
 
 inline void weak_detach(WeakLink& link) noexcept {
+  check_heap_lock("a weak reference was dropped");
   if (link.prev) {
     link.prev->next = link.next;
     link.next->prev = link.prev;
@@ -682,18 +685,6 @@ MEMLENS_NOINLINE inline void clear_weakrefs(Object* o) noexcept {
 // stack stays bounded and everything is still freed before the first release returns.
 
 inline constexpr int trashcan_depth = 64;
-inline constinit thread_local int dealloc_depth = 0;
-
-/// The objects the trashcan queued on this thread. Trivially destructible, so it outlives every
-/// object on the thread: an object released during static destruction or by a thread_local's
-/// destructor at thread exit still finds it. Its buffer comes from malloc and goes back when the
-/// outermost release has drained it.
-struct DeferredQueue {
-  Object** items = nullptr;
-  std::size_t size = 0;
-  std::size_t capacity = 0;
-};
-inline constinit thread_local DeferredQueue deferred_queue{};
 
 inline void* allocate(std::size_t size, std::size_t align) {
   if (align > __STDCPP_DEFAULT_NEW_ALIGNMENT__) return ::operator new(size, std::align_val_t{align});
@@ -761,23 +752,24 @@ inline void destroy(Object* o) noexcept {
 /// Destroys the releases queued by the trashcan, including those they queue in turn, then gives
 /// the queue's buffer back.
 MEMLENS_NOINLINE inline void drain_deferred() noexcept {
-  DeferredQueue& queue = deferred_queue;
-  ++dealloc_depth;
-  while (queue.size != 0) destroy(queue.items[--queue.size]);
-  std::free(std::exchange(queue.items, nullptr));
-  queue.capacity = 0;
-  --dealloc_depth;
+  ThreadState& t = thread_state;
+  ++t.dealloc_depth;
+  while (t.deferred.size != 0) destroy(t.deferred.items[--t.deferred.size]);
+  std::free(std::exchange(t.deferred.items, nullptr));
+  t.deferred.capacity = 0;
+  --t.dealloc_depth;
 }
 
 MEMLENS_NOINLINE inline void defer_dealloc(Object* o) noexcept {
-  DeferredQueue& queue = deferred_queue;
+  ThreadState& t = thread_state;
+  DeferredQueue& queue = t.deferred;
   if (queue.size == queue.capacity) {
     const std::size_t capacity = queue.capacity ? 2 * queue.capacity : 256;
     void* items = std::realloc(queue.items, capacity * sizeof(Object*));
     if (!items) {  // out of memory for the queue: recurse rather than leak
-      ++dealloc_depth;
+      ++t.dealloc_depth;
       destroy(o);
-      --dealloc_depth;
+      --t.dealloc_depth;
       return;
     }
     queue.items = static_cast<Object**>(items);
@@ -789,22 +781,25 @@ MEMLENS_NOINLINE inline void defer_dealloc(Object* o) noexcept {
 /// Called when a count drops to zero; out of line so that Ref's destructor stays small.
 MEMLENS_NOINLINE inline void release_last(const Object* object) noexcept {
   auto* o = const_cast<Object*>(object);
-  if (MEMLENS_UNLIKELY(dealloc_depth >= trashcan_depth)) {
+  ThreadState& t = thread_state;
+  if (MEMLENS_UNLIKELY(t.dealloc_depth >= trashcan_depth)) {
     defer_dealloc(o);
     return;
   }
-  ++dealloc_depth;
+  ++t.dealloc_depth;
   destroy(o);
-  --dealloc_depth;
-  if (MEMLENS_UNLIKELY(deferred_queue.size != 0) && dealloc_depth == 0) drain_deferred();
+  --t.dealloc_depth;
+  if (MEMLENS_UNLIKELY(t.deferred.size != 0) && t.dealloc_depth == 0) drain_deferred();
 }
 
 inline void incref(const Object* o) noexcept {
+  check_heap_lock("a reference count changed");
   MEMLENS_ASSERT(Access::refcnt(o) != UINT32_MAX, "reference count overflow");
   ++Access::refcnt(o);
 }
 
 inline void decref(const Object* o) noexcept {
+  check_heap_lock("a reference count changed");
   if (--Access::refcnt(o) == 0) release_last(o);
 }
 
@@ -814,19 +809,16 @@ inline void decref(const Object* o) noexcept {
 // the constructor returns, so while it runs the block being constructed is remembered, per
 // thread: Ref<T>(this) inside the constructor is legitimate.
 
-struct Construction {
-  const char* begin = nullptr;
-  const char* end = nullptr;
-};
-inline constinit thread_local Construction constructing{};
 
 /// Marks [memory, memory + size) as the block this thread's make is constructing, for its scope.
 class ConstructionScope {
  public:
-  ConstructionScope(void* memory, std::size_t size) noexcept : outer_(constructing) {
-    constructing = {static_cast<const char*>(memory), static_cast<const char*>(memory) + size};
+  ConstructionScope(void* memory, std::size_t size) noexcept
+      : outer_(thread_state.constructing) {
+    const auto* begin = static_cast<const char*>(memory);
+    thread_state.constructing = {begin, begin + size};
   }
-  ~ConstructionScope() { constructing = outer_; }
+  ~ConstructionScope() { thread_state.constructing = outer_; }
   ConstructionScope(const ConstructionScope&) = delete;
   ConstructionScope& operator=(const ConstructionScope&) = delete;
 
@@ -844,7 +836,7 @@ class ConstructionScope {
 /// Ref<T>(T*)'s check: the object is owned by its count (made by make, or being made).
 inline void check_made_by_make(const Object* o) {
   if (Access::flags(o) & flag::heap) [[likely]] return;
-  const Construction c = constructing;
+  const Construction c = thread_state.constructing;
   const std::less<const char*> before;
   const auto* p = reinterpret_cast<const char*>(o);
   if (!before(p, c.begin) && before(p, c.end)) return;
@@ -1017,3 +1009,5 @@ struct std::hash<memlens::Ref<T>> {
     return std::hash<const void*>{}(r.object());
   }
 };
+
+#include "memlens/detail/single_state.hpp"

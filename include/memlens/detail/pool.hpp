@@ -82,7 +82,7 @@ struct State {
   Arena* arenas = nullptr;  // arenas with a free page; new pages come from the first
   Arena* spare_arena = nullptr;
 };
-inline constinit State state{};
+MEMLENS_SHARED inline constinit State state{};
 
 inline std::size_t class_of(std::size_t size) noexcept { return (size + granularity - 1) / granularity - 1; }
 

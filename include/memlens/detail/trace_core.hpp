@@ -386,7 +386,7 @@ struct State {
   std::size_t peak = 0;
 };
 
-inline constinit State state{};
+MEMLENS_SHARED inline constinit State state{};
 
 /// Forgets every trace and traceback, current and peak; with the lock held.
 inline void clear_locked() noexcept {
@@ -398,7 +398,7 @@ inline void clear_locked() noexcept {
 
 /// Set while this thread runs tracer code that may allocate, so that those allocations are
 /// neither traced nor able to take the lock this thread already holds.
-inline thread_local constinit bool in_tracer = false;
+MEMLENS_SHARED inline thread_local constinit bool in_tracer = false;
 
 class TracerScope {
  public:
@@ -433,7 +433,7 @@ struct StackBounds {
   std::uintptr_t high = 0;
 };
 
-inline thread_local constinit StackBounds stack_bounds{};
+MEMLENS_SHARED inline thread_local constinit StackBounds stack_bounds{};
 
 inline const StackBounds& current_stack_bounds() noexcept {
   StackBounds& b = stack_bounds;

@@ -275,7 +275,7 @@ struct SymbolCache {
   std::unordered_map<std::uintptr_t, InlineChain> symbols;
 };
 
-inline SymbolCache& symbol_cache() {
+MEMLENS_SHARED inline SymbolCache& symbol_cache() {
   static auto* cache = new SymbolCache();
   return *cache;
 }
