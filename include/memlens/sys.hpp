@@ -71,10 +71,13 @@ std::size_t getsizeof(const T& x) {
  * objects its Refs reach, each object once (cycles are fine). For the standard containers on
  * libstdc++ this is `sizeof(x)` plus exactly the bytes requested from operator new for what
  * `x` owns; each object reached counts what `make` requested for it (from its pool or
- * operator new) and what it owns.
+ * operator new) and what it owns, as its most derived type, however it is reached.
  * ```cpp
  * memlens::sys::deep_sizeof(list);  // 8056 + 1000 * 24 (each boxed long long: 16 + 8)
  * ```
+ * Exact, but for objects reached through a base whose own type has no `memlens_sizeof`: their
+ * blocks count, not what their members own. To know whether a total is exact, measure with a
+ * `SizeVisitor` and read `inexact()`.
  */
 template <class T>
 std::size_t deep_sizeof(const T& x) {
