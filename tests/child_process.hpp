@@ -98,6 +98,9 @@ inline constexpr bool can_starve_malloc = true;
 inline constexpr bool can_starve_malloc = true;
 #endif
 
+/// What starve_malloc took, kept where the optimizer cannot see it unused.
+inline void* volatile starved_blocks = nullptr;
+
 /// In a child process only (see run_in_child): makes malloc fail from now on, except for one
 /// block of each of `spare_sizes`, which stays free for a request of that size (glibc keeps a
 /// freed small block for requests of exactly its size class). Returns false if it could not.
@@ -110,9 +113,11 @@ inline bool starve_malloc(std::initializer_list<std::size_t> spare_sizes) {
     }
   }
   if (data_kib == 0) return false;
+  // Every pointer malloc returns here escapes through a volatile, or the optimizer could elide
+  // the allocation (and fold a comparison of its result with null).
   void* spares[16] = {};
   std::size_t n = 0;
-  for (std::size_t size : spare_sizes) spares[n++] = std::malloc(size);
+  for (std::size_t size : spare_sizes) starved_blocks = spares[n++] = std::malloc(size);
   // No more heap than what is mapped now; then take every block malloc can still carve out.
   const rlimit limit{data_kib * 1024, data_kib * 1024};
   if (setrlimit(RLIMIT_DATA, &limit) != 0) return false;
@@ -131,7 +136,10 @@ inline bool starve_malloc(std::initializer_list<std::size_t> spare_sizes) {
     }
   }
   for (std::size_t i = 0; i < n; ++i) std::free(spares[i]);
-  return std::malloc(16) == nullptr;
+  starved_blocks = taken;
+  void* last = std::malloc(16);
+  starved_blocks = last;
+  return last == nullptr;
 }
 
 }  // namespace test_child
