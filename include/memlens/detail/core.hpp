@@ -191,7 +191,6 @@ struct TypeRegistry {
 };
 MEMLENS_SHARED inline constinit TypeRegistry type_registry{};
 
-
 inline const TypeRecord& type_record(std::uint32_t flags) noexcept {
   return *type_registry.records[flags >> flag::type_shift];
 }
