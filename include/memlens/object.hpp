@@ -57,14 +57,28 @@ inline constexpr bool has_finalizer<Box<T>> = false;
 template <class S>
 ObjectSizer sizer_of() noexcept;
 
-/// S's record: registered by the first make<S> (in each shared library), then an index.
-/// (`id` is not MEMLENS_SHARED: that would do nothing for a type of hidden visibility, and
-/// register_type's table, which is shared, gives every library the same id for S.)
+/// The index of S's record, 0 until the first make<S> (in each shared library) registers it.
+/// Not MEMLENS_SHARED: that would do nothing for a type of hidden visibility, and
+/// register_type's table, which is shared, gives every library the same index for S. A plain
+/// variable, not a guarded static: make reads it with one load (make runs under the heap lock).
+template <class S>
+inline constinit std::uint32_t type_index = 0;
+
 template <class S, std::size_t Size, std::size_t Prefix>
-std::uint32_t type_id() {
-  static const std::uint32_t id = register_type(
-      TypeRecord{&typeid(S), sizer_of<S>(), Size, Prefix, alignof(S), 0, 0});
-  return id;
+MEMLENS_NOINLINE std::uint32_t register_type_of() {
+  return type_index<S> =
+             register_type(TypeRecord{&typeid(S), sizer_of<S>(), Size, Prefix, alignof(S), 0, 0});
+}
+
+/// Undoes what make did before its constructor threw.
+MEMLENS_NOINLINE inline void make_failed(void* memory, bool pooled, std::size_t align,
+                                         bool tracked) noexcept {
+  if (pooled) {
+    pool::deallocate(memory);
+  } else {
+    deallocate(memory, align);
+  }
+  if (tracked && gc_state().counts[0] > 0) --gc_state().counts[0];
 }
 
 }  // namespace detail
@@ -96,7 +110,8 @@ Ref<T> make(Args&&... args) {
   constexpr bool pooled = detail::pool::enabled && align <= detail::pool::granularity &&
                           size <= detail::pool::max_block;
   detail::check_heap_lock("make was called");
-  const std::uint32_t type_id = detail::type_id<S, size, prefix>();
+  std::uint32_t type_id = detail::type_index<S>;
+  if (MEMLENS_UNLIKELY(type_id == 0)) type_id = detail::register_type_of<S, size, prefix>();
   if constexpr (tracked) detail::gc_on_allocation();  // may collect, as CPython's allocator does
   void* memory = pooled ? detail::pool::allocate(size) : detail::allocate(size, align);
   S* object;
@@ -108,12 +123,7 @@ Ref<T> make(Args&&... args) {
       object = ::new (static_cast<char*>(memory) + prefix) S(std::in_place, std::forward<Args>(args)...);
     }
   } catch (...) {
-    if (pooled) {
-      detail::pool::deallocate(memory);
-    } else {
-      detail::deallocate(memory, align);
-    }
-    if (tracked && detail::gc_state().counts[0] > 0) --detail::gc_state().counts[0];
+    detail::make_failed(memory, pooled, align, tracked);
     throw;
   }
   const Object* base = object;

@@ -716,6 +716,20 @@ MEMLENS_NOINLINE inline bool finalize_and_clear_weakrefs(Object* o) noexcept {
   return true;
 }
 
+/// destroy()'s end for an object whose layout is in its type record (an Object base inside the
+/// type, or an over-aligned type): out of line, so the usual path keeps its registers.
+MEMLENS_NOINLINE inline void destroy_unusual(Object* o, std::uint32_t flags) noexcept {
+  const TypeRecord& type = type_record(flags);
+  void* start = reinterpret_cast<char*>(o) - type.offset - type.prefix;
+  Access::refcnt(o) = 1;  // as in destroy()
+  o->~Object();
+  if (flags & flag::pooled) {
+    pool::deallocate(start);
+  } else {
+    deallocate(start, type.align);
+  }
+}
+
 /// Finalizes, clears weak references, untracks and frees an object whose count is zero, unless
 /// its finalizer resurrected it.
 inline void destroy(Object* o) noexcept {
@@ -729,14 +743,9 @@ inline void destroy(Object* o) noexcept {
     gc_list_remove(o);
     if (gc_state().counts[0] > 0) --gc_state().counts[0];  // as CPython's PyObject_GC_Del
   }
+  if (MEMLENS_UNLIKELY(f & flag::unusual_layout)) return destroy_unusual(o, f);
   // The usual layout (Object the first base, the default alignment) needs no record.
-  char* start = reinterpret_cast<char*>(o) - ((f & flag::tracked) ? sizeof(GcHead) : 0);
-  std::size_t align = __STDCPP_DEFAULT_NEW_ALIGNMENT__;
-  if (MEMLENS_UNLIKELY(f & flag::unusual_layout)) {
-    const TypeRecord& type = type_record(f);
-    start = reinterpret_cast<char*>(o) - type.offset - type.prefix;
-    align = type.align;
-  }
+  void* start = reinterpret_cast<char*>(o) - ((f & flag::tracked) ? sizeof(GcHead) : 0);
   // The destructor's own reference: a Ref(this) made and dropped inside it (a helper that takes
   // a Ref to unregister the object) goes 1 -> 2 -> 1 and never destroys the object again.
   Access::refcnt(o) = 1;
@@ -744,7 +753,7 @@ inline void destroy(Object* o) noexcept {
   if (f & flag::pooled) {
     pool::deallocate(start);
   } else {
-    deallocate(start, align);
+    deallocate(start, __STDCPP_DEFAULT_NEW_ALIGNMENT__);
   }
 }
 
