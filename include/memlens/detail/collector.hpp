@@ -353,7 +353,7 @@ inline void gc_delete_garbage(GcList& unreachable, GcList& old, std::uint32_t ol
 }
 
 /// One collection of `generation` and the younger ones; returns the unreachable objects found.
-inline std::size_t gc_collect_main(int generation) noexcept {
+MEMLENS_NOINLINE inline std::size_t gc_collect_main(int generation) noexcept {
   // Callers check the range; this keeps g++ -O2 from warning (-Warray-bounds) on paths where it
   // does not see that the check throws.
   if (generation < 0 || generation > 2) return 0;
