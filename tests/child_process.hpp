@@ -40,10 +40,10 @@ inline Outcome collect(pid_t child, int read_end) {
 }
 }  // namespace detail
 
-/// Runs `body` in a forked child, which exits 0 when it returns. The alarm kills a child that
-/// hangs (a deadlock), so a test never waits forever.
+/// Forks a child whose stdout and stderr go to a pipe, with an alarm that kills it if it hangs
+/// (a deadlock), so a test never waits forever; runs `in_child` there, then collects.
 template <class F>
-Outcome run_in_child(F&& body, unsigned timeout_seconds = 60) {
+Outcome spawn(F&& in_child, unsigned timeout_seconds) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) std::abort();
   const pid_t child = fork();
@@ -52,36 +52,38 @@ Outcome run_in_child(F&& body, unsigned timeout_seconds = 60) {
     dup2(pipe_fds[1], STDOUT_FILENO);
     dup2(pipe_fds[1], STDERR_FILENO);
     alarm(timeout_seconds);
-    std::forward<F>(body)();
-    std::fflush(nullptr);
-    _exit(0);
+    std::forward<F>(in_child)();
+    _exit(127);  // in_child exits itself
   }
   close(pipe_fds[1]);
   return detail::collect(child, pipe_fds[0]);
 }
 
+/// Runs `body` in a forked child, which exits 0 when it returns.
+template <class F>
+Outcome run_in_child(F&& body, unsigned timeout_seconds = 60) {
+  return spawn(
+      [&body] {
+        std::forward<F>(body)();
+        std::fflush(nullptr);
+        _exit(0);
+      },
+      timeout_seconds);
+}
+
 /// Runs this test program again with `args` (a hidden test case's name, say), and lets it exit
 /// normally, static destruction included.
 inline Outcome run_self(const std::vector<std::string>& args, unsigned timeout_seconds = 120) {
-  int pipe_fds[2];
-  if (pipe(pipe_fds) != 0) std::abort();
-  const pid_t child = fork();
-  if (child == 0) {
-    close(pipe_fds[0]);
-    dup2(pipe_fds[1], STDOUT_FILENO);
-    dup2(pipe_fds[1], STDERR_FILENO);
-    alarm(timeout_seconds);
-    std::vector<char*> argv;
-    std::string self = "/proc/self/exe";
-    argv.push_back(self.data());
-    std::vector<std::string> copies = args;
-    for (auto& arg : copies) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    execv(self.c_str(), argv.data());
-    _exit(127);
-  }
-  close(pipe_fds[1]);
-  return detail::collect(child, pipe_fds[0]);
+  return spawn(
+      [&args] {
+        std::vector<std::string> copies = args;
+        std::string self = "/proc/self/exe";
+        std::vector<char*> argv{self.data()};
+        for (auto& arg : copies) argv.push_back(arg.data());
+        argv.push_back(nullptr);
+        execv(self.c_str(), argv.data());
+      },
+      timeout_seconds);
 }
 
 // Sanitizers replace malloc with their own allocator, and ASan cannot run under RLIMIT_DATA.

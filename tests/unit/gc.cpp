@@ -18,6 +18,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "gc_test.hpp"
 #include "memlens_test.hpp"
 
 namespace test_gc {
@@ -725,22 +726,18 @@ TEST_CASE("a traverse that reports a reference twice does not make it unreachabl
     return;
   }
   Quiet quiet;
-  std::vector<std::string> reports;
-  memlens::sys::set_unraisablehook([&](const memlens::sys::UnraisableInfo& info) {
-    try {
-      std::rethrow_exception(info.exception);
-    } catch (const std::exception& e) {
-      reports.push_back(e.what());
-    }
-  });
   auto a = make<Twice>();
   {
     auto b = make<Twice>();
     a->next = b;
     b->next = a;  // b reports its one reference to a twice; a is also held from outside
   }
-  CHECK(gc::collect() == 0);
-  memlens::sys::set_unraisablehook(nullptr);
+  std::vector<std::string> reports;
+  {
+    test_gc_support::UnraisableRecorder recorder;
+    CHECK(gc::collect() == 0);
+    reports = recorder.reports;
+  }
   REQUIRE(a->next);
   CHECK(a->next->next == a);
   REQUIRE_FALSE(reports.empty());

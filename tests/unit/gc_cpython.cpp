@@ -26,6 +26,7 @@
 #include <tuple>
 #include <vector>
 
+#include "gc_test.hpp"
 #include "memlens_test.hpp"
 
 namespace test_gc_cpython {
@@ -35,26 +36,7 @@ using memlens::Ref;
 using memlens::Weak;
 namespace gc = memlens::gc;
 
-/// Turns automatic collection off and starts from an empty young heap; restores the
-/// collector's settings (enabled, thresholds, debug flags) afterwards.
-struct GcGuard {
-  bool enabled = gc::isenabled();
-  std::tuple<std::size_t, std::size_t, std::size_t> thresholds = gc::get_threshold();
-  int debug = gc::get_debug();
-  GcGuard() {
-    gc::disable();
-    gc::set_debug(0);
-    gc::collect();
-  }
-  GcGuard(const GcGuard&) = delete;
-  GcGuard& operator=(const GcGuard&) = delete;
-  ~GcGuard() {
-    gc::set_debug(debug);
-    gc::set_threshold(std::get<0>(thresholds), std::get<1>(thresholds), std::get<2>(thresholds));
-    gc::collect();
-    if (enabled) gc::enable();
-  }
-};
+using test_gc_support::GcGuard;
 
 /// A full collection and how it moved the oldest generation's statistics, in the words of the
 /// script's `collect_with_stats`.

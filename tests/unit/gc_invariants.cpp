@@ -30,6 +30,7 @@
 #include <variant>
 #include <vector>
 
+#include "gc_test.hpp"
 #include "memlens_test.hpp"
 
 namespace test_gc_invariants {
@@ -367,26 +368,7 @@ inline std::string ids(const std::vector<int>& v) {
   return s.str();
 }
 
-/// Turns automatic collection off and starts from an empty young heap; restores the
-/// collector's settings (enabled, thresholds, debug flags) afterwards.
-struct GcGuard {
-  bool enabled = gc::isenabled();
-  std::tuple<std::size_t, std::size_t, std::size_t> thresholds = gc::get_threshold();
-  int debug = gc::get_debug();
-  GcGuard() {
-    gc::disable();
-    gc::set_debug(0);
-    gc::collect();
-  }
-  GcGuard(const GcGuard&) = delete;
-  GcGuard& operator=(const GcGuard&) = delete;
-  ~GcGuard() {
-    gc::set_debug(debug);
-    gc::set_threshold(std::get<0>(thresholds), std::get<1>(thresholds), std::get<2>(thresholds));
-    gc::collect();
-    if (enabled) gc::enable();
-  }
-};
+using test_gc_support::GcGuard;
 
 /// Runs `graphs` random graphs through one collection each and checks the invariants; one
 /// CHECK per graph, whose value lists the invariants it broke.
