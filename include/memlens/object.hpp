@@ -28,6 +28,12 @@ class Box final : public BoxBase {
 
  private:
   // Parentheses when T has such a constructor, braces for aggregates (make<Point>(1, 2)).
+  // The arguments convert as the caller wrote them (make<std::vector<int>>(3, 7)); a warning
+  // would point here, where the caller cannot act, so none is given, as std::make_shared gives
+  // none from its system header.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion"
+#pragma GCC diagnostic ignored "-Wsign-conversion"
   template <class... Args>
   static T make_value(Args&&... args) {
     if constexpr (std::is_constructible_v<T, Args&&...>) {
@@ -36,6 +42,7 @@ class Box final : public BoxBase {
       return T{std::forward<Args>(args)...};
     }
   }
+#pragma GCC diagnostic pop
 };
 
 /// Whether objects of type S (an Object type or a Box) are tracked by the cycle collector:

@@ -224,13 +224,13 @@ struct StatisticDiff {
 /// Keeps (inclusive) or drops (exclusive) traces by file name pattern (fnmatch) and line, as
 /// Python's tracemalloc.Filter. Without `all_frames` only the most recent frame is tested.
 struct Filter {
-  Filter(bool inclusive, std::string filename_pattern, std::optional<int> lineno = std::nullopt,
-         bool all_frames = false, std::optional<unsigned> domain = std::nullopt)
-      : inclusive(inclusive),
-        filename_pattern(std::move(filename_pattern)),
-        lineno(lineno),
-        all_frames(all_frames),
-        domain(domain) {}
+  Filter(bool include, std::string pattern, std::optional<int> line = std::nullopt,
+         bool every_frame = false, std::optional<unsigned> only_domain = std::nullopt)
+      : inclusive(include),
+        filename_pattern(std::move(pattern)),
+        lineno(line),
+        all_frames(every_frame),
+        domain(only_domain) {}
 
   bool inclusive;
   std::string filename_pattern;
@@ -265,7 +265,7 @@ struct Filter {
 
 /// Keeps (inclusive) or drops traces of one domain (Python's tracemalloc.DomainFilter).
 struct DomainFilter {
-  DomainFilter(bool inclusive, unsigned domain) : inclusive(inclusive), domain(domain) {}
+  DomainFilter(bool include, unsigned only_domain) : inclusive(include), domain(only_domain) {}
   bool inclusive;
   unsigned domain;
   bool match(const Trace& trace) const { return (trace.domain == domain) != !inclusive; }

@@ -90,6 +90,9 @@ __attribute__((constructor(101))) static void memlens_install_sanitizer_hooks() 
 #undef MEMLENS_TRACK_NEW_SANITIZER_HOOKS
 #else  // replace operator new and delete
 
+// Never inlined, operator delete included: g++ -O2 would otherwise see the malloc and the free
+// inside them, in the translation unit that includes this header, and warn that memory from
+// operator new reaches free (-Wmismatched-new-delete) wherever that unit deletes something.
 #define MEMLENS_TRACK_NEW_ATTRS __attribute__((noinline))
 #define MEMLENS_DEFAULT_ALIGN alignof(std::max_align_t)
 #define MEMLENS_FRAME __builtin_frame_address(0)
@@ -125,28 +128,42 @@ MEMLENS_TRACK_NEW_ATTRS void* operator new[](std::size_t size, std::align_val_t 
                                                   MEMLENS_FRAME);
 }
 
-void operator delete(void* p) noexcept { memlens::detail::trace::release(p); }
-void operator delete[](void* p) noexcept { memlens::detail::trace::release(p); }
-void operator delete(void* p, std::size_t) noexcept { memlens::detail::trace::release(p); }
-void operator delete[](void* p, std::size_t) noexcept { memlens::detail::trace::release(p); }
-void operator delete(void* p, std::align_val_t) noexcept { memlens::detail::trace::release(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { memlens::detail::trace::release(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+MEMLENS_TRACK_NEW_ATTRS void operator delete(void* p) noexcept {
   memlens::detail::trace::release(p);
 }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+MEMLENS_TRACK_NEW_ATTRS void operator delete[](void* p) noexcept {
   memlens::detail::trace::release(p);
 }
-void operator delete(void* p, const std::nothrow_t&) noexcept {
+MEMLENS_TRACK_NEW_ATTRS void operator delete(void* p, std::size_t) noexcept {
   memlens::detail::trace::release(p);
 }
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
+MEMLENS_TRACK_NEW_ATTRS void operator delete[](void* p, std::size_t) noexcept {
   memlens::detail::trace::release(p);
 }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+MEMLENS_TRACK_NEW_ATTRS void operator delete(void* p, std::align_val_t) noexcept {
   memlens::detail::trace::release(p);
 }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+MEMLENS_TRACK_NEW_ATTRS void operator delete[](void* p, std::align_val_t) noexcept {
+  memlens::detail::trace::release(p);
+}
+MEMLENS_TRACK_NEW_ATTRS void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  memlens::detail::trace::release(p);
+}
+MEMLENS_TRACK_NEW_ATTRS void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+  memlens::detail::trace::release(p);
+}
+MEMLENS_TRACK_NEW_ATTRS void operator delete(void* p, const std::nothrow_t&) noexcept {
+  memlens::detail::trace::release(p);
+}
+MEMLENS_TRACK_NEW_ATTRS void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  memlens::detail::trace::release(p);
+}
+MEMLENS_TRACK_NEW_ATTRS void operator delete(void* p, std::align_val_t,
+                                             const std::nothrow_t&) noexcept {
+  memlens::detail::trace::release(p);
+}
+MEMLENS_TRACK_NEW_ATTRS void operator delete[](void* p, std::align_val_t,
+                                               const std::nothrow_t&) noexcept {
   memlens::detail::trace::release(p);
 }
 

@@ -35,8 +35,8 @@ class Edge {
  public:
   using take_fn = Object* (*)(void* slot) noexcept;
 
-  Edge(Object& referent, std::string_view name, void* slot, take_fn take) noexcept
-      : referent_(&referent), name_(name), slot_(slot), take_(take) {}
+  Edge(Object& referent, std::string_view name, void* slot, take_fn detach) noexcept
+      : referent_(&referent), name_(name), slot_(slot), take_(detach) {}
 
   /// The object this reference points at.
   Object& referent() const noexcept { return *referent_; }

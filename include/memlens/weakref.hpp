@@ -52,9 +52,9 @@ class Weak : private detail::WeakLink {
   template <class F>
     requires(std::is_invocable_v<std::decay_t<F>&> ||
              std::is_invocable_v<std::decay_t<F>&, Weak&>)
-  Weak(const Ref<T>& ref, F&& callback) {
+  Weak(const Ref<T>& ref, F&& on_death) {
     if (!ref) throw ValueError("weakref: cannot make a weak reference to a null Ref");
-    auto owned = std::make_unique<Callback<std::decay_t<F>>>(std::forward<F>(callback));
+    auto owned = std::make_unique<Callback<std::decay_t<F>>>(std::forward<F>(on_death));
     attach(ref.object());
     this->callback = owned.release();
   }
@@ -111,7 +111,7 @@ class Weak : private detail::WeakLink {
  private:
   template <class F>
   struct Callback final : detail::WeakCallback {
-    explicit Callback(F f) : f(std::move(f)) {}
+    explicit Callback(F function) : f(std::move(function)) {}
     void invoke(detail::WeakLink& link) override {
       if constexpr (std::is_invocable_v<F&, Weak&>) {
         f(static_cast<Weak&>(link));
@@ -593,9 +593,9 @@ class finalize {
     state_->fn = std::function<void()>(std::forward<F>(fn));
     // The callback owns the state until it runs or is detached, so the handle may go first.
     state_->watch = Weak<Object>(Ref<Object>(object), [keep = state_] {
-      auto fn = std::move(keep->fn);
+      auto pending = std::move(keep->fn);
       keep->fn = nullptr;
-      if (fn) fn();
+      if (pending) pending();
     });
   }
 

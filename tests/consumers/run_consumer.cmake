@@ -7,12 +7,18 @@
 #                     built with hidden visibility share memlens objects; the library is linked
 #                     (consumer) or loaded with dlopen by a program exporting nothing
 #                     (consumer_dlopen)
+#   strict            strict/ (through add_subdirectory): every public header alone, and all of them
+#                     with track_new.hpp in a program, under -Wall -Wextra -Wpedantic
+#                     -Wconversion -Wsign-conversion -Wshadow -Werror, at -O0 and at -O2, with
+#                     the compiler CXX names
 # Every mode but install then runs the consumer(s), which exit 0 only if memlens works.
+cmake_policy(VERSION 3.20)
+
 macro(run)
   execute_process(COMMAND ${ARGV} COMMAND_ECHO STDOUT COMMAND_ERROR_IS_FATAL ANY)
 endmacro()
 
-set(build ${WORK_DIR}/${MODE})
+set(build ${WORK_DIR}/${MODE}${SUFFIX})
 # Always from scratch: a cache left by an earlier run could hide a broken package.
 file(REMOVE_RECURSE ${build})
 set(configure ${CMAKE_COMMAND} -G ${GENERATOR}
@@ -44,6 +50,22 @@ elseif(MODE STREQUAL "hidden_visibility")
     message(FATAL_ERROR "hidden_visibility: failed: ${failed}")
   endif()
   return()
+elseif(MODE STREQUAL "strict")
+  # Optimization changes what g++ warns about (-Wmismatched-new-delete needs inlining).
+  foreach(level IN ITEMS -O0 -O2)
+    set(dir ${build}/${level})
+    run(${configure} -S ${CONSUMERS_DIR}/strict -B ${dir} -DCMAKE_CXX_FLAGS=${level}
+        -DMEMLENS_SOURCE_DIR=${MEMLENS_SOURCE_DIR})
+    file(READ ${dir}/compile_commands.json commands)
+    string(FIND "${commands}" "-isystem ${MEMLENS_SOURCE_DIR}/include" sheltered)
+    string(FIND "${commands}" "-I${MEMLENS_SOURCE_DIR}/include" plain)
+    if(NOT sheltered EQUAL -1 OR plain EQUAL -1)
+      message(FATAL_ERROR "strict: memlens' headers must reach the compiler with -I, not -isystem")
+    endif()
+    run(${CMAKE_COMMAND} --build ${dir})
+    run(${dir}/everything)
+  endforeach()
+  return()
 elseif(MODE STREQUAL "find_package")
   run(${configure} -S ${CONSUMERS_DIR}/find_package -B ${build} -DCMAKE_PREFIX_PATH=${PREFIX})
   run(${CMAKE_COMMAND} --build ${build})
@@ -54,6 +76,10 @@ elseif(MODE STREQUAL "pkg-config")
                     OUTPUT_STRIP_TRAILING_WHITESPACE COMMAND_ERROR_IS_FATAL ANY)
     separate_arguments(${kind} UNIX_COMMAND "${${kind}}")
   endforeach()
+  # The same flags as the CMake target: tracemalloc walks frame pointers.
+  if(NOT "-fno-omit-frame-pointer" IN_LIST cflags)
+    message(FATAL_ERROR "pkg-config: --cflags lacks -fno-omit-frame-pointer: ${cflags}")
+  endif()
   file(MAKE_DIRECTORY ${build})
   run(${LAUNCHER} ${CXX} ${cflags} ${CONSUMERS_DIR}/main.cpp -o ${build}/consumer ${libs})
 else()

@@ -68,7 +68,9 @@ struct WideEntry {
   std::size_t size;
   std::uint32_t traceback;
   std::uint32_t domain_;
-  bool matches(std::uintptr_t p, std::uint32_t d) const noexcept { return ptr == p && domain_ == d; }
+  bool matches(std::uintptr_t p, std::uint32_t d) const noexcept {
+    return ptr == p && domain_ == d;
+  }
   std::uint32_t domain() const noexcept { return domain_; }
   void set(std::uintptr_t p, std::uint32_t d) noexcept {
     ptr = p;
@@ -161,9 +163,7 @@ struct TraceTable {
     capacity = new_capacity;
     return true;
   }
-  bool grow() noexcept {
-    return rebuild(capacity ? capacity + capacity / 4 : initial_capacity);
-  }
+  bool grow() noexcept { return rebuild(capacity ? capacity + capacity / 4 : initial_capacity); }
   /// Inserts or finds; returns the slot, or nullptr when out of memory. `*replaced` gets the
   /// size of an entry with the same key that was still there (a free the tracer missed).
   Entry* insert(std::uintptr_t ptr, std::uint32_t domain, std::size_t* replaced) noexcept {
@@ -307,7 +307,8 @@ struct TracebackTable {
   bool same(const TracebackRecord& r, const std::uintptr_t* pcs, int n,
             std::uint16_t total) const noexcept {
     return r.count == static_cast<std::uint16_t>(n) && r.total == total &&
-           (n == 0 || std::memcmp(frames + r.offset, pcs, sizeof(std::uintptr_t) * n) == 0);
+           (n == 0 || std::memcmp(frames + r.offset, pcs,
+                                  sizeof(std::uintptr_t) * static_cast<std::size_t>(n)) == 0);
   }
   bool grow_index() noexcept {
     std::size_t cap = index_capacity ? index_capacity * 2 : 256;
@@ -351,7 +352,8 @@ struct TracebackTable {
     records_capacity = static_cast<std::uint32_t>(rc);
     if (nframes + static_cast<std::size_t>(n) > 0xffffffffU) return none;
     if (!reserve(frames, frames_capacity, nframes + static_cast<std::size_t>(n))) return none;
-    if (n > 0) std::memcpy(frames + nframes, pcs, sizeof(std::uintptr_t) * n);
+    if (n > 0)
+      std::memcpy(frames + nframes, pcs, sizeof(std::uintptr_t) * static_cast<std::size_t>(n));
     std::uint32_t id = nrecords++;
     records[id] = TracebackRecord{h, static_cast<std::uint32_t>(nframes),
                                   static_cast<std::uint16_t>(n), total};
