@@ -45,17 +45,27 @@ class Box final : public BoxBase {
 #pragma GCC diagnostic pop
 };
 
-/// Whether objects of type S (an Object type or a Box) are tracked by the cycle collector:
-/// those whose traverse can report a reference. A type that does not override traverse has
-/// `&S::traverse` of type `void (Object::*)(Visitor&)`.
+/// Whether S uses Object's own traverse: `&S::traverse` is then Object's, of type
+/// `void (Object::*)(Visitor&)`. A type may override it private or protected (memlens calls it
+/// through Object, where it is public); `&S::traverse` is then inaccessible here, which only a
+/// redeclaration can make it, so that counts as an override.
 template <class S>
-inline constexpr bool is_tracked_type =
-    !std::is_same_v<decltype(&S::traverse), void (Object::*)(Visitor&)>;
+concept inherits_object_traverse =
+    requires { requires std::is_same_v<decltype(&S::traverse), void (Object::*)(Visitor&)>; };
+/// Whether S uses Object's own finalize (as above).
+template <class S>
+concept inherits_object_finalize =
+    requires { requires std::is_same_v<decltype(&S::finalize), void (Object::*)()>; };
+
+/// Whether objects of type S (an Object type or a Box) are tracked by the cycle collector:
+/// those whose traverse can report a reference.
+template <class S>
+inline constexpr bool is_tracked_type = !inherits_object_traverse<S>;
 template <class T>
 inline constexpr bool is_tracked_type<Box<T>> = may_hold_refs<T>;
 
 template <class S>
-inline constexpr bool has_finalizer = !std::is_same_v<decltype(&S::finalize), void (Object::*)()>;
+inline constexpr bool has_finalizer = !inherits_object_finalize<S>;
 template <class T>
 inline constexpr bool has_finalizer<Box<T>> = false;
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "child_process.hpp"
+#include "gc_test.hpp"
 #include "memlens_test.hpp"
 
 namespace test_object {
@@ -49,6 +50,28 @@ struct Node : memlens::Object {
   Ref<Node> next;
   int payload = 0;
   void traverse(memlens::Visitor& visit) override { visit(next); }
+};
+
+/// Overrides traverse and finalize as private members: memlens calls them through Object.
+class PrivateHooks : public memlens::Object {
+ public:
+  static inline int finalized = 0;
+  Ref<PrivateHooks> next;
+
+ private:
+  void traverse(memlens::Visitor& visit) override { visit(next); }
+  void finalize() override { ++finalized; }
+};
+
+/// The same with protected overrides.
+class ProtectedHooks : public memlens::Object {
+ public:
+  static inline int finalized = 0;
+  Ref<ProtectedHooks> next;
+
+ protected:
+  void traverse(memlens::Visitor& visit) override { visit(next); }
+  void finalize() override { ++finalized; }
 };
 
 struct Base : memlens::Object {
@@ -293,6 +316,23 @@ TEST_CASE("make boxes value types; Ref<T> then behaves as a T*", "[object]") {
   CHECK_FALSE(memlens::dynamic_ref_cast<std::string>(as_object));
   CHECK(memlens::type_name(as_object) == memlens::type_name(v));
   CHECK(memlens::type_name(v).find("vector<int") != std::string::npos);
+}
+
+TEST_CASE("make accepts traverse and finalize overridden private or protected", "[object]") {
+  test_gc_support::GcGuard guard;
+  PrivateHooks::finalized = 0;
+  ProtectedHooks::finalized = 0;
+  {
+    auto a = make<PrivateHooks>();
+    auto b = make<ProtectedHooks>();
+    CHECK(memlens::gc::is_tracked(a));
+    CHECK(memlens::gc::is_tracked(b));
+    a->next = a;
+    b->next = b;
+  }
+  CHECK(memlens::gc::collect() == 2);  // their traverse reported the self-references
+  CHECK(PrivateHooks::finalized == 1);
+  CHECK(ProtectedHooks::finalized == 1);
 }
 
 TEST_CASE("repr is Python's <Type object at 0x...>", "[object]") {
