@@ -21,7 +21,7 @@ struct Point : memlens::Object {
 
 using test_c01::List;
 
-TEST_CASE("c01: equal lists are different objects; an alias is the same object",
+TEST_CASE("c01: equal lists are different objects but an alias is the same object",
           "[challenge][c01]") {
   auto a = memlens::make<List>(List{1, 2, 3});
   auto b = memlens::make<List>(List{1, 2, 3});
@@ -66,7 +66,7 @@ TEST_CASE("c01: identity does not depend on the static type of the reference", "
   CHECK(memlens::id(view) == memlens::id(p));
 }
 
-TEST_CASE("c01: None is None, and no object is None", "[challenge][c01]") {
+TEST_CASE("c01: None is None and no object is None", "[challenge][c01]") {
   memlens::Ref<List> none1, none2;
   auto a = memlens::make<List>();
   CHECK(memlens::is(none1, none2));

@@ -36,7 +36,7 @@ TEST_CASE("c03: a fresh object has exactly one reference", "[challenge][c03]") {
   CHECK(getrefcount(memlens::Ref<List>()) == 0);
 }
 
-TEST_CASE("c03: assignment adds a reference, reassignment moves it", "[challenge][c03]") {
+TEST_CASE("c03: assignment adds a reference and reassignment moves it", "[challenge][c03]") {
   auto x = memlens::make<List>();
   auto y = x;
   CHECK(getrefcount(x) == 2);
@@ -54,7 +54,8 @@ TEST_CASE("c03: assignment adds a reference, reassignment moves it", "[challenge
   CHECK_FALSE(y);  // NOLINT(bugprone-use-after-move): a moved-from Ref is null by contract
 }
 
-TEST_CASE("c03: passing to a function by value adds one; by const& adds none", "[challenge][c03]") {
+TEST_CASE("c03: passing to a function by value adds one and by const& adds none",
+          "[challenge][c03]") {
   auto x = memlens::make<List>();
   CHECK(test_c03::count_by_value(x) == 2);
   CHECK(getrefcount(x) == 1);  // the parameter's reference ended with the call
@@ -88,7 +89,7 @@ TEST_CASE("c03: storing in containers and objects adds a reference per slot", "[
   CHECK(getrefcount(x) == 1);
 }
 
-TEST_CASE("c03: deleting references counts down, and zero destroys the object",
+TEST_CASE("c03: deleting references counts down and zero destroys the object",
           "[challenge][c03]") {
   auto x = memlens::make<List>(List{1, 2, 3});
   memlens::Weak<List> probe = x;  // watches the object without counting

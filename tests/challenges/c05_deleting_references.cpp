@@ -36,7 +36,7 @@ TEST_CASE("c05: deleting one name leaves the object to the other", "[challenge][
   CHECK(memlens::sys::getrefcount(y) == 1);
 }
 
-TEST_CASE("c05: the object is destroyed when its last reference goes, not before",
+TEST_CASE("c05: the object is destroyed when its last reference goes and not before",
           "[challenge][c05]") {
   int destroyed = 0;
   auto x = memlens::make<test_c05::Counted>(destroyed);

@@ -16,7 +16,7 @@ struct MyObject : memlens::Object {};
 using memlens::sys::getrefcount;
 using test_c06::MyObject;
 
-TEST_CASE("c06: ref() is obj while obj lives, None once it is deleted", "[challenge][c06]") {
+TEST_CASE("c06: ref() is obj while obj lives and None once it is deleted", "[challenge][c06]") {
   auto obj = memlens::make<MyObject>();
   memlens::weakref::ref<MyObject> ref = obj;
   CHECK(memlens::is(ref(), obj));

@@ -12,7 +12,7 @@ using memlens::integer;
 using memlens::is;
 using memlens::sys::intern;
 
-TEST_CASE("c07: 256 is 256, 1000 is not 1000", "[challenge][c07]") {
+TEST_CASE("c07: 256 is 256 but 1000 is not 1000", "[challenge][c07]") {
   auto a = integer(256);
   auto b = integer(256);
   CHECK(is(a, b));  // cached
@@ -24,7 +24,7 @@ TEST_CASE("c07: 256 is 256, 1000 is not 1000", "[challenge][c07]") {
   CHECK(*x == 1000);
 }
 
-TEST_CASE("c07: the small integer cache spans exactly [-5, 256]", "[challenge][c07]") {
+TEST_CASE("c07: the small integer cache spans exactly -5 to 256", "[challenge][c07]") {
   CHECK(is(integer(-5), integer(-5)));
   CHECK_FALSE(is(integer(-6), integer(-6)));
   CHECK(is(integer(256), integer(256)));
@@ -41,7 +41,7 @@ TEST_CASE("c07: the small integer cache spans exactly [-5, 256]", "[challenge][c
   CHECK_FALSE(is(integer(1), integer(2)));
 }
 
-TEST_CASE("c07: cached integers outlive their users; others die with them", "[challenge][c07]") {
+TEST_CASE("c07: cached integers outlive their users and others die with them", "[challenge][c07]") {
   memlens::Weak<const long long> cached = integer(7);
   memlens::Weak<const long long> fresh = integer(1000);
   CHECK_FALSE(cached.expired());  // the cache holds it (immortal, as in CPython)

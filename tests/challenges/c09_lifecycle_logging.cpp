@@ -50,7 +50,7 @@ class HookGuard {
 
 using test_c09::Tracked;
 
-TEST_CASE("c09: dropping the last reference logs finalize, then Deleted", "[challenge][c09]") {
+TEST_CASE("c09: dropping the last reference logs finalize then Deleted", "[challenge][c09]") {
   std::ostringstream out;
   auto x = memlens::make<Tracked>("x", out);
   CHECK(out.str().empty());
@@ -68,7 +68,7 @@ TEST_CASE("c09: deleting a name that is not the last logs nothing", "[challenge]
   CHECK(out.str() == "finalize x\nDeleted x\n");
 }
 
-TEST_CASE("c09: a finalizer may resurrect its object; it never runs twice", "[challenge][c09]") {
+TEST_CASE("c09: a finalizer may resurrect its object but never runs twice", "[challenge][c09]") {
   std::ostringstream out;
   memlens::Ref<Tracked> saved;
   auto x = memlens::make<Tracked>("x", out);
@@ -86,7 +86,7 @@ TEST_CASE("c09: a finalizer may resurrect its object; it never runs twice", "[ch
   CHECK(out.str() == "finalize x\nDeleted x\n");
 }
 
-TEST_CASE("c09: finalize runs before weakref callbacks, and still sees its object",
+TEST_CASE("c09: finalize runs before weakref callbacks and still sees its object",
           "[challenge][c09]") {
   std::ostringstream out;
   auto x = memlens::make<Tracked>("x", out);
@@ -105,7 +105,7 @@ TEST_CASE("c09: finalize runs before weakref callbacks, and still sees its objec
         "Deleted x\n");
 }
 
-TEST_CASE("c09: weakref::finalize runs its function once, at the object's death",
+TEST_CASE("c09: weakref::finalize runs its function once at the object's death",
           "[challenge][c09]") {
   std::ostringstream out;
   auto x = memlens::make<Tracked>("x", out);
@@ -120,7 +120,7 @@ TEST_CASE("c09: weakref::finalize runs its function once, at the object's death"
   CHECK(out.str() == "finalize x\nweakref.finalize\nDeleted x\n");
 }
 
-TEST_CASE("c09: weakref::finalize outlives its handle, and runs newest first with callbacks",
+TEST_CASE("c09: weakref::finalize outlives its handle and runs newest first with callbacks",
           "[challenge][c09]") {
   std::ostringstream out;
   auto x = memlens::make<Tracked>("x", out);
@@ -151,7 +151,7 @@ TEST_CASE("c09: weakref::finalize can run early or be detached", "[challenge][c0
   CHECK(out.str() == "early\nfinalize x\nDeleted x\nfinalize y\nDeleted y\n");
 }
 
-TEST_CASE("c09: an exception from a finalizer is reported, and the object still goes",
+TEST_CASE("c09: an exception from a finalizer is reported and the object still goes",
           "[challenge][c09]") {
   std::ostringstream out;
   std::string reported;

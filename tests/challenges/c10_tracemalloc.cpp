@@ -16,7 +16,7 @@
 
 namespace tracemalloc = memlens::tracemalloc;
 
-TEST_CASE("c10: current and peak around building a 10,000-element list",
+TEST_CASE("c10: current and peak around building a 10000-element list",
           "[challenge][c10][tracemalloc]") {
   tracemalloc::start();
   std::size_t current = 0;
@@ -40,7 +40,7 @@ TEST_CASE("c10: current and peak around building a 10,000-element list",
   CHECK(tracemalloc::get_traced_memory().peak == 0);
 }
 
-TEST_CASE("c10: a list of boxed ints, as Python's, costs an allocation per element",
+TEST_CASE("c10: a list of boxed ints costs an allocation per element as Python's does",
           "[challenge][c10][tracemalloc]") {
   tracemalloc::start();
   std::vector<std::unique_ptr<long long>> lst;

@@ -41,7 +41,7 @@ constexpr std::size_t boxed_integer = box_header + sizeof(long long);
 
 using namespace test_e01;
 
-TEST_CASE("e01: one row per structure, Python's and C++'s names", "[exercise][e01]") {
+TEST_CASE("e01: one row per structure with Python's and C++'s names", "[exercise][e01]") {
   const auto rows = memlens_examples::measure_structure_sizes(range(1000));
   const std::vector<std::string> python = {
       "list", "list (appended)", "tuple", "set", "set", "dict", "dict", "array('q')", "array('i')"};
@@ -103,7 +103,7 @@ TEST_CASE("e01: std containers hold the values: deep is shallow", "[exercise][e0
   CHECK(row(rows, "make<std::vector<int>>").shallow == box_header + 24 + 4000);
 }
 
-TEST_CASE("e01: shared integer objects count once, as CPython's by identity", "[exercise][e01]") {
+TEST_CASE("e01: shared integer objects count once as CPython's do by identity", "[exercise][e01]") {
   // 0..9 twice: the small-int cache gives the same 10 objects both times.
   std::vector<long long> data = range(10);
   data.insert(data.end(), data.begin(), data.end());

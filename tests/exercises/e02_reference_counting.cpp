@@ -30,7 +30,7 @@ std::vector<std::size_t> counts(const History& history) {
 using memlens_examples::track_references;
 using test_e02::List;
 
-TEST_CASE("e02: track_references covers assignment, calls, containers and deletion",
+TEST_CASE("e02: track_references covers assignment and calls and containers and deletion",
           "[exercise][e02]") {
   auto data = memlens::make<List>(List{1, 2, 3});
   const auto history = track_references(data);

@@ -22,7 +22,7 @@ struct SomeObject : memlens::Object {
 using memlens::sys::getrefcount;
 using test_e03::SomeObject;
 
-TEST_CASE("e03: set, get and size", "[exercise][e03]") {
+TEST_CASE("e03: set and get and size", "[exercise][e03]") {
   memlens::WeakCache<std::string, SomeObject> cache;
   CHECK(cache.size() == 0);
   auto obj = memlens::make<SomeObject>(7);
@@ -87,7 +87,7 @@ TEST_CASE("e03: a Ref from get() keeps the entry alive while it is held", "[exer
   CHECK(cache.size() == 0);
 }
 
-TEST_CASE("e03: set replaces, erase and clear remove, and none touches the objects",
+TEST_CASE("e03: set replaces and erase and clear remove and none touches the objects",
           "[exercise][e03]") {
   memlens::WeakCache<std::string, SomeObject> cache;
   auto a = memlens::make<SomeObject>(1);
@@ -180,7 +180,7 @@ TEST_CASE("e03: strong cache replace and clear drop its references", "[exercise]
   CHECK_FALSE(cache.get("k"));
 }
 
-TEST_CASE("e03: side by side, the weak cache empties while the strong one stays full",
+TEST_CASE("e03: side by side the weak cache empties while the strong one stays full",
           "[exercise][e03]") {
   memlens::WeakCache<int, SomeObject> weak;
   memlens::StrongCache<int, SomeObject> strong;

@@ -34,7 +34,7 @@ TEST_CASE("e04: both classes hold the same attributes", "[exercise][e04]") {
   CHECK(regular->dict.size() == 3);
 }
 
-TEST_CASE("e04: one instance, byte by byte", "[exercise][e04]") {
+TEST_CASE("e04: one instance byte by byte", "[exercise][e04]") {
   auto regular = memlens::make<DictPoint>(1000, 2000, 3000);
   // Object, GcHead, the map; three nodes (next, key, value, cached hash of a string key); the
   // bucket array; three integers that are not cached.

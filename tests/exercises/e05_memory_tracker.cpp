@@ -71,7 +71,7 @@ TEST_CASE("e05: memory_tracker reports current and peak after each call",
   CHECK(reports.list[1].current == 0);  // `result` was allocated before tracing started
 }
 
-TEST_CASE("e05: memory_tracker reports, then rethrows, when the callable throws",
+TEST_CASE("e05: memory_tracker reports then rethrows when the callable throws",
           "[exercise][e05][tracemalloc]") {
   test_e05::Reports reports;
   reports.list.reserve(2);
@@ -96,7 +96,7 @@ TEST_CASE("e05: memory_tracker reports, then rethrows, when the callable throws"
   CHECK_FALSE(tracemalloc::is_tracing());
 }
 
-TEST_CASE("e05: MemoryTrackerScope, and nesting inside a running trace",
+TEST_CASE("e05: MemoryTrackerScope and nesting inside a running trace",
           "[exercise][e05][tracemalloc]") {
   test_e05::Reports reports;
   reports.list.reserve(4);

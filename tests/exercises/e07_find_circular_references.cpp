@@ -50,7 +50,7 @@ TEST_CASE("e07: the seed's two-node cycle", "[exercise][e07][gc]") {
   b->ref = nullptr;  // let the test end without garbage
 }
 
-TEST_CASE("e07: every elementary cycle through the object, and only those",
+TEST_CASE("e07: every elementary cycle through the object and only those",
           "[exercise][e07][gc]") {
   // A -> B -> A, A -> C -> B -> A, A -> A, and D -> E -> D which does not pass through A.
   auto a = memlens::make<Node>("A");
@@ -96,7 +96,7 @@ TEST_CASE("e07: max_cycles bounds the search on a dense graph", "[exercise][e07]
   for (auto& n : nodes) n->children.clear();
 }
 
-TEST_CASE("e07: a 100,000-node ring is one cycle, found without deep recursion",
+TEST_CASE("e07: a 100000-node ring is one cycle found without deep recursion",
           "[exercise][e07][gc]") {
   auto first = memlens::make<Node>("0");
   Node* last = first.get();

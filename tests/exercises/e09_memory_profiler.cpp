@@ -141,7 +141,7 @@ TEST_CASE("e09: growth from \"After list\" to \"After dict\" is the dict's line"
   CHECK(profiler.growth("After list", "After list", 10).front().size_diff == 0);
 }
 
-TEST_CASE("e09: growth over time, one step per snapshot", "[exercise][e09][tracemalloc]") {
+TEST_CASE("e09: growth over time with one step per snapshot", "[exercise][e09][tracemalloc]") {
   memlens::MemoryProfiler profiler;
   profiler.start();
   test_e09::SeedRun run(profiler);
@@ -239,7 +239,7 @@ TEST_CASE("e09: start(nframe) sets the traceback limit when it starts tracing",
   CHECK_FALSE(tracemalloc::is_tracing());
 }
 
-TEST_CASE("e09: a trace already running is left running, with its peak",
+TEST_CASE("e09: a trace already running is left running with its peak",
           "[exercise][e09][tracemalloc]") {
   test_e09::Tracing tracing;
   {
@@ -330,7 +330,7 @@ TEST_CASE("e09: the profiler's own data is not traced", "[exercise][e09][tracema
   CHECK(report.peak == 777);
 }
 
-TEST_CASE("e09: bad calls throw, naming what was wrong", "[exercise][e09][tracemalloc]") {
+TEST_CASE("e09: bad calls throw naming what was wrong", "[exercise][e09][tracemalloc]") {
   using memlens_test::contains;
   memlens::MemoryProfiler profiler;
   CHECK_THROWS_AS(profiler.snapshot("early"), memlens::Error);

@@ -157,7 +157,7 @@ struct CopyFails {
 
 using namespace test_gc;
 
-TEST_CASE("gc tracks objects that can hold references, and only those", "[gc]") {
+TEST_CASE("gc tracks objects that can hold references and only those", "[gc]") {
   CHECK(gc::is_tracked(make<Node>()));
   CHECK_FALSE(gc::is_tracked(make<Leaf>()));
   CHECK(gc::is_tracked(make<std::vector<Ref<Node>>>()));
@@ -362,7 +362,7 @@ TEST_CASE("cycles through const members are freed", "[gc]") {
   CHECK(ConstHolder::alive == 0);
 }
 
-TEST_CASE("get_count, thresholds and automatic collection follow CPython", "[gc]") {
+TEST_CASE("get_count and thresholds and automatic collection follow CPython", "[gc]") {
   Quiet quiet;
   CHECK(std::get<0>(gc::get_count()) == 0);
   std::vector<Ref<Node>> keep;
@@ -475,7 +475,7 @@ TEST_CASE("DEBUG_SAVEALL keeps garbage in gc::garbage()", "[gc]") {
   CHECK(Node::alive == 0);
 }
 
-TEST_CASE("PEP 442: weakrefs are cleared first, then finalizers run on an intact cycle",
+TEST_CASE("PEP 442: weakrefs are cleared first then finalizers run on an intact cycle",
           "[gc][finalize]") {
   Quiet quiet;
   Finalized::log.clear();
@@ -526,7 +526,7 @@ TEST_CASE("callbacks of weak references that are garbage themselves do not run",
   CHECK(external.expired());
 }
 
-TEST_CASE("a finalizer that resurrects keeps its object and what it reaches, once",
+TEST_CASE("a finalizer that resurrects keeps its object and what it reaches once",
           "[gc][finalize]") {
   Quiet quiet;
   Finalized::log.clear();
@@ -576,7 +576,7 @@ TEST_CASE("a finalizer that throws is reported and the collection goes on", "[gc
   CHECK(Finalized::log.size() == 2);
 }
 
-TEST_CASE("collecting a 1,000,000-node ring or doubly linked list does not recurse",
+TEST_CASE("collecting a 1000000-node ring or doubly linked list does not recurse",
           "[gc][large]") {
   Quiet quiet;
   {
@@ -636,7 +636,7 @@ struct Wild : memlens::Object {
 };
 }  // namespace test_gc
 
-TEST_CASE("stress: random graphs with finalizers that resurrect, drop or throw", "[gc][stress]") {
+TEST_CASE("stress: random graphs with finalizers that resurrect or drop or throw", "[gc][stress]") {
   Quiet quiet;
   memlens::sys::set_unraisablehook([](const memlens::sys::UnraisableInfo&) {});
   std::mt19937 rng(20261122);

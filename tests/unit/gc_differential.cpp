@@ -411,7 +411,7 @@ inline bool have_python() { return std::system("python3 -c pass > /dev/null 2>&1
 
 using namespace test_gc_differential;
 
-TEST_CASE("gc::collect agrees with CPython's gc.collect on 1,500 random graphs",
+TEST_CASE("gc::collect agrees with CPython's gc.collect on 1500 random graphs",
           "[gc][differential]") {
   if (!have_python()) {
     WARN("python3 not found: the differential test against CPython is skipped");

@@ -193,7 +193,7 @@ TEST_CASE("make returns the only reference and the object dies with it", "[objec
   CHECK(Counted::alive == 0);
 }
 
-TEST_CASE("copies add references, destruction and reset drop them", "[object]") {
+TEST_CASE("copies add references and destruction and reset drop them", "[object]") {
   auto a = make<Counted>(1);
   {
     Ref<Counted> b = a;
@@ -218,7 +218,7 @@ TEST_CASE("copies add references, destruction and reset drop them", "[object]") 
   CHECK(Counted::alive == 0);
 }
 
-TEST_CASE("== is identity, *a == *b is equality", "[object]") {
+TEST_CASE("== is identity and *a == *b is equality", "[object]") {
   auto a = make<Counted>(3);
   auto b = make<Counted>(3);
   auto c = a;
@@ -265,7 +265,7 @@ TEST_CASE("Ref<Derived> converts to Ref<Base> and Ref<Object> keeping identity",
   CHECK(count(d) == 5);
 }
 
-TEST_CASE("Ref(this) adds a reference, also inside the constructor", "[object]") {
+TEST_CASE("Ref(this) adds a reference also inside the constructor", "[object]") {
   auto a = make<Counted>(1);
   Ref<Counted> again(a.get());
   CHECK(count(a) == 2);
@@ -298,7 +298,7 @@ TEST_CASE("make frees its memory when the constructor throws", "[object]") {
   CHECK(make<Throwing>(false));
 }
 
-TEST_CASE("make boxes value types; Ref<T> then behaves as a T*", "[object]") {
+TEST_CASE("make boxes value types and Ref<T> then behaves as a pointer to T", "[object]") {
   auto v = make<std::vector<int>>(3, 7);
   CHECK(*v == std::vector<int>{7, 7, 7});
   v->push_back(1);
@@ -357,7 +357,7 @@ TEST_CASE("Refs hash and order by identity", "[object]") {
   CHECK(std::hash<Ref<Counted>>{}(a) == std::hash<Ref<memlens::Object>>{}(Ref<memlens::Object>(a)));
 }
 
-TEST_CASE("the object header: 16 bytes, 16 more when tracked", "[object]") {
+TEST_CASE("the object header: 16 bytes and 16 more when tracked", "[object]") {
   STATIC_REQUIRE(sizeof(memlens::Object) == 16);
   STATIC_REQUIRE(sizeof(memlens::detail::GcHead) == 16);
   STATIC_REQUIRE(sizeof(Ref<Node>) == sizeof(void*));
@@ -416,7 +416,7 @@ TEST_CASE("over-aligned and multiply-inherited objects are laid out and freed co
   CHECK(SecondBase::alive == 0);  // ASan checks the right block was freed
 }
 
-TEST_CASE("dropping a 1,000,000-node chain does not overflow the stack", "[object]") {
+TEST_CASE("dropping a 1000000-node chain does not overflow the stack", "[object]") {
   auto head = make<Node>();
   Node* tail = head.get();
   for (int i = 0; i < 1'000'000; ++i) {
@@ -475,7 +475,7 @@ TEST_CASE("an Object base far inside its type is freed at the right address", "[
   CHECK(FarBase::alive == 0);  // ASan checks the blocks freed are the blocks allocated
 }
 
-TEST_CASE("a thread_local Ref released at thread exit, after a deep release on that thread",
+TEST_CASE("a thread_local Ref released at thread exit after a deep release on that thread",
           "[object]") {
   // The trashcan's queue of the thread must outlive its thread_local objects: here it was
   // first used after `kept` was made, so a queue with a destructor would die before `kept`.

@@ -28,7 +28,7 @@ struct Block {
 
 using namespace test_pool;
 
-TEST_CASE("pool blocks are aligned, disjoint and keep their contents", "[pool]") {
+TEST_CASE("pool blocks are aligned and disjoint and keep their contents", "[pool]") {
   if (!pool::enabled) {
     WARN("the pool is disabled in this build (sanitizer or MEMLENS_NO_POOL)");
     return;

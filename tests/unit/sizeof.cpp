@@ -289,7 +289,7 @@ TEST_CASE("fundamental and trivially copyable types are their sizeof", "[sizeof]
   CHECK(deep_sizeof(std::weak_ptr<int>()) == sizeof(std::weak_ptr<int>));
 }
 
-TEST_CASE("std::string: short strings in place, long ones exactly on the heap", "[sizeof]") {
+TEST_CASE("std::string: short strings in place and long ones exactly on the heap", "[sizeof]") {
   CHECK(getsizeof(std::string()) == sizeof(std::string));
   CHECK(getsizeof(text(15)) == sizeof(std::string));           // SSO
   CHECK(getsizeof(text(16)) == sizeof(std::string) + 16 + 1);  // capacity + NUL
@@ -322,7 +322,7 @@ TEST_CASE("std::string: short strings in place, long ones exactly on the heap", 
   check_exact<std::string>([](std::string& s) { s.assign(1'000'000, 'x'); });
 }
 
-TEST_CASE("std::vector: the capacity, and the elements' own memory", "[sizeof]") {
+TEST_CASE("std::vector: the capacity and the elements' own memory", "[sizeof]") {
   std::vector<int> v;
   v.reserve(10);
   v.push_back(1);
@@ -357,7 +357,7 @@ TEST_CASE("std::vector: the capacity, and the elements' own memory", "[sizeof]")
   check_exact<std::vector<bool>>([](auto& v) { v.resize(1'000'003); });
 }
 
-TEST_CASE("std::deque: its nodes and its map, after growth at either end", "[sizeof]") {
+TEST_CASE("std::deque: its nodes and its map after growth at either end", "[sizeof]") {
   // Even an empty deque owns a map of 8 slots and one node of 512 bytes.
   CHECK(getsizeof(std::deque<int>()) == sizeof(std::deque<int>) + 8 * sizeof(int*) + 512);
   for (std::size_t n : sweep) {
@@ -450,7 +450,7 @@ TEST_CASE("ordered containers: one tree node per element", "[sizeof]") {
   });
 }
 
-TEST_CASE("unordered containers: nodes with and without a cached hash, buckets", "[sizeof]") {
+TEST_CASE("unordered containers: nodes with and without a cached hash and buckets", "[sizeof]") {
   // Default-constructed: the single bucket lives inside the container.
   CHECK(getsizeof(std::unordered_set<int>()) == sizeof(std::unordered_set<int>));
   for (std::size_t n : sweep) {
@@ -497,7 +497,7 @@ TEST_CASE("unordered containers: nodes with and without a cached hash, buckets",
   });
 }
 
-TEST_CASE("optional, variant, pair and tuple: their members' memory is theirs", "[sizeof]") {
+TEST_CASE("optional and variant and pair and tuple: their members' memory is theirs", "[sizeof]") {
   using Opt = std::optional<std::string>;
   CHECK(getsizeof(Opt()) == sizeof(Opt));
   CHECK(getsizeof(Opt(text(100))) == sizeof(Opt) + 101);  // a member's buffer is shallow
@@ -523,7 +523,7 @@ TEST_CASE("optional, variant, pair and tuple: their members' memory is theirs", 
   CHECK(deep_sizeof(std::tuple<>()) == sizeof(std::tuple<>));
 }
 
-TEST_CASE("unique_ptr and shared_ptr: the pointee, the control block, shared once", "[sizeof]") {
+TEST_CASE("unique_ptr and shared_ptr: the pointee and the control block counted once", "[sizeof]") {
   using U = std::unique_ptr<std::string>;
   CHECK(getsizeof(U()) == sizeof(U));
   U owned = std::make_unique<std::string>(text(40));
@@ -553,7 +553,7 @@ TEST_CASE("unique_ptr and shared_ptr: the pointee, the control block, shared onc
         deep_sizeof(std::vector<std::shared_ptr<std::string>>(3)) + deep_sizeof(a) - sizeof(a));
 }
 
-TEST_CASE("Refs and boxes: the object with its header, exactly what make requested", "[sizeof]") {
+TEST_CASE("Refs and boxes: the object with its header is exactly what make requested", "[sizeof]") {
   memlens::integer(0);  // the small-int cache, made before anything is traced
   // Untracked boxes: 16-byte header + value (rounded to its alignment).
   CHECK(getsizeof(memlens::make<int>(1)) == 16 + sizeof(int) + 4);
@@ -627,7 +627,7 @@ TEST_CASE("Refs and boxes: the object with its header, exactly what make request
   CHECK(deep_sizeof(on_stack) == sizeof(Leaf) + 51);
 }
 
-TEST_CASE("deep_sizeof counts each object once, through cycles and long chains", "[sizeof]") {
+TEST_CASE("deep_sizeof counts each object once through cycles and long chains", "[sizeof]") {
   const std::size_t node = 16 + sizeof(Node);  // what make<Node> requests
   auto a = memlens::make<Node>();
   auto b = memlens::make<Node>();
@@ -783,7 +783,7 @@ TEST_CASE("a Ref<Base> or Ref<Object> is measured as the dynamic type make recor
         memlens::sys::getsizeof(holder) + sizeof(Square) + 4 * sizeof(double));
 }
 
-TEST_CASE("an object whose type has no memlens_sizeof of its own counts its block, inexactly",
+TEST_CASE("an object whose type has no memlens_sizeof of its own counts its block inexactly",
           "[sizeof]") {
   // Hexagon inherits Shape's hook, which cannot see its members: through a Ref<Shape> its block
   // is exact (sizeof(Hexagon), not sizeof(Shape)), what its vector owns is not known.
@@ -832,7 +832,7 @@ TEST_CASE("a make_shared block reached through an alias or a non-first base coun
         sizeof(Owners) + memlens::sys::deep_sizeof(second) - sizeof(second));
 }
 
-TEST_CASE("SizeVisitor measures several roots, counting shared objects once", "[sizeof]") {
+TEST_CASE("SizeVisitor measures several roots counting shared objects once", "[sizeof]") {
   auto shared = memlens::make<Leaf>(text(100));
   std::vector<Ref<Leaf>> first = {shared};
   std::vector<Ref<Leaf>> second = {shared, memlens::make<Leaf>()};
@@ -890,7 +890,7 @@ TEST_CASE("footprint: every allocation rounded as glibc's malloc rounds it", "[s
   CHECK(footprint(memlens::make<long long>(1)) == 32);
 }
 
-TEST_CASE("the visited set: one bit per 16 bytes of address, over any range", "[sizeof]") {
+TEST_CASE("the visited set: one bit per 16 bytes of address over any range", "[sizeof]") {
   memlens::detail::AddressSet<4> set;
   std::vector<std::uintptr_t> addresses;
   std::mt19937_64 random(7);

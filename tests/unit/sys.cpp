@@ -50,7 +50,7 @@ TEST_CASE("intern gives one object per distinct string", "[sys]") {
   CHECK(memlens::is(memlens::sys::intern(""), memlens::sys::intern(std::string())));
 }
 
-TEST_CASE("integer caches [-5, 256] as CPython does", "[sys]") {
+TEST_CASE("integer caches -5 to 256 as CPython does", "[sys]") {
   using memlens::integer;
   for (long long v : {-5LL, -1LL, 0LL, 1LL, 100LL, 256LL}) {
     CAPTURE(v);

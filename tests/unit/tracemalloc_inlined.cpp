@@ -225,7 +225,7 @@ TEST_CASE("tracemalloc: an inlined std::string::append is blamed on its line", "
   tmi::check_names_line(top.traceback.front(), line);
 }
 
-TEST_CASE("tracemalloc: nframe counts source-level frames, inlined functions included",
+TEST_CASE("tracemalloc: nframe counts source-level frames with inlined functions included",
           "[tracemalloc]") {
   // resize_vector may be inlined into call_resize_vector, or not: either way the two innermost
   // frames the user can see are its line and the line that called it.
@@ -304,7 +304,7 @@ TEST_CASE("tracemalloc: a frame is the standard library's by its file and its fu
   CHECK_FALSE(is_std_frame(SymbolInfo{"<unknown>", 0, "main"}));
 }
 
-TEST_CASE("tracemalloc: without a usable addr2line, frames fall back as before", "[tracemalloc]") {
+TEST_CASE("tracemalloc: without a usable addr2line frames fall back as before", "[tracemalloc]") {
   tmi::Tracing tracing;
   // Missing: no file and line, but a function (dladdr's name, or the address).
   CHECK(tmi::symbolize_in_child("/nonexistent/memlens-addr2line", false) == tmi::kPass);

@@ -248,7 +248,7 @@ TEST_CASE("tracemalloc: a stack deeper by 3 has a total_nframe larger by 3", "[t
   }
 }
 
-TEST_CASE("tracemalloc: with a limit above the stack's depth, total_nframe is size()",
+TEST_CASE("tracemalloc: with a limit above the stack's depth total_nframe is size()",
           "[tracemalloc]") {
   tn::Tracing tracing(memlens::detail::trace::max_nframe);
   char* p = tn::allocate_at_depth(8, 70021);
@@ -271,7 +271,7 @@ TEST_CASE("tracemalloc: with a limit above the stack's depth, total_nframe is si
   CHECK(vector_tb->total_nframe() == vector_tb->size());
 }
 
-TEST_CASE("tracemalloc: the stack walks count the frames they do not store, up to 65535",
+TEST_CASE("tracemalloc: the stack walks count the frames they do not store up to 65535",
           "[tracemalloc]") {
   for (bool unwind : {false, true}) {
     INFO((unwind ? "unwind_frames" : "walk_frames"));
@@ -341,7 +341,7 @@ TEST_CASE("tracemalloc: dump and load keep total_nframe", "[tracemalloc]") {
         *tn::find_trace(loaded, 70033)->traceback.total_nframe());
 }
 
-TEST_CASE("tracemalloc: snapshot files of version 1 and 2 load, total_nframe checked",
+TEST_CASE("tracemalloc: snapshot files of version 1 and 2 load with total_nframe checked",
           "[tracemalloc]") {
   const std::vector<tracemalloc::Frame> frames = {{"a.cpp", 3, "f"}, {"b.cpp", 7, "g"}};
   auto traceback_of = [](const tracemalloc::Snapshot& s) {
@@ -378,7 +378,7 @@ TEST_CASE("tracemalloc: snapshot files of version 1 and 2 load, total_nframe che
                     memlens_test::contains("unsupported version 0"));
 }
 
-TEST_CASE("tracemalloc: Traceback's total_nframe is not part of equality, order or hash",
+TEST_CASE("tracemalloc: Traceback's total_nframe is not part of equality or order or hash",
           "[tracemalloc]") {
   const std::vector<tracemalloc::Frame> frames = {{"a.cpp", 3, "f"}};
   const tracemalloc::Traceback unknown(frames);

@@ -100,7 +100,7 @@ TEST_CASE("may_hold_refs decides at compile time what traverse walks", "[visit]"
   STATIC_REQUIRE_FALSE(may_hold_refs<std::shared_ptr<Ref<Leaf>>>);  // shared: would count twice
 }
 
-TEST_CASE("traverse reports every reference in every supported shape, once", "[visit]") {
+TEST_CASE("traverse reports every reference in every supported shape once", "[visit]") {
   auto e = make<Everything>();
   std::vector<Ref<Leaf>> leaves;
   auto leaf = [&] {

@@ -165,7 +165,7 @@ TEST_CASE("a weak reference does not keep its object alive", "[weakref]") {
   CHECK_FALSE(empty.lock());
 }
 
-TEST_CASE("weakref::ref is Weak, and Weak<Derived> converts to Weak<Object>", "[weakref]") {
+TEST_CASE("weakref::ref is Weak and Weak<Derived> converts to Weak<Object>", "[weakref]") {
   auto obj = make<Item>();
   memlens::weakref::ref<Item> r = obj;
   Weak<memlens::Object> base = r;
@@ -175,7 +175,7 @@ TEST_CASE("weakref::ref is Weak, and Weak<Derived> converts to Weak<Object>", "[
   CHECK(memlens::weakref::getweakrefcount(obj) == 3);
 }
 
-TEST_CASE("getweakrefcount counts live handles; getweakrefs returns one per reference",
+TEST_CASE("getweakrefcount counts live handles and getweakrefs returns one per reference",
           "[weakref]") {
   auto obj = make<Item>();
   CHECK(memlens::weakref::getweakrefcount(obj) == 0);
@@ -198,7 +198,7 @@ TEST_CASE("getweakrefcount counts live handles; getweakrefs returns one per refe
   CHECK(memlens::weakref::getweakrefcount(Ref<Item>()) == 0);
 }
 
-TEST_CASE("callbacks run once, newest first, and see every weak reference null", "[weakref]") {
+TEST_CASE("callbacks run once newest first and see every weak reference null", "[weakref]") {
   std::vector<std::string> log;
   auto obj = make<Item>();
   Weak<Item> plain = obj;
@@ -232,7 +232,7 @@ TEST_CASE("a callback runs only if its handle is still alive", "[weakref]") {
   CHECK_FALSE(self_destroying);
 }
 
-TEST_CASE("a copy carries no callback, a move carries it", "[weakref]") {
+TEST_CASE("a copy carries no callback and a move carries it", "[weakref]") {
   int calls = 0;
   auto obj = make<Item>();
   Weak<Item> original(obj, [&] { ++calls; });
@@ -245,7 +245,7 @@ TEST_CASE("a copy carries no callback, a move carries it", "[weakref]") {
   CHECK_THROWS_AS(Weak<Item>(Ref<Item>(), [] {}), memlens::ValueError);
 }
 
-TEST_CASE("on a count reaching zero: finalize sees the object, then callbacks see null",
+TEST_CASE("on a count reaching zero: finalize sees the object then callbacks see null",
           "[weakref]") {
   std::vector<std::string> log;
   auto obj = make<Logged>(&log);
@@ -400,7 +400,7 @@ TEST_CASE("WeakMethod calls the method while its object lives", "[weakref][WeakM
   CHECK_FALSE(touch.object());
 }
 
-TEST_CASE("finalize runs once at death, even when its handle is gone", "[weakref][finalize]") {
+TEST_CASE("finalize runs once at death even when its handle is gone", "[weakref][finalize]") {
   std::vector<std::string> log;
   auto obj = make<Item>("x");
   {
