@@ -476,7 +476,7 @@ TEST_CASE("an Object base far inside its type is freed at the right address", "[
 }
 
 TEST_CASE("a thread_local Ref released at thread exit after a deep release on that thread",
-          "[object]") {
+          "[object][threads]") {
   // The trashcan's queue of the thread must outlive its thread_local objects: here it was
   // first used after `kept` was made, so a queue with a destructor would die before `kept`.
   Link::alive = 0;

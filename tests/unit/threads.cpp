@@ -101,7 +101,7 @@ TEST_CASE("a HeapLocked callable that never runs still drops its captures under 
 }
 
 TEST_CASE("the heap-lock rule is checked: a Ref dropped by a thread after its lock",
-          "[heaplock]") {
+          "[heaplock][threads]") {
   if (!MEMLENS_CHECK_THREADS) {
     WARN("the heap-lock rule is checked in debug builds, or with MEMLENS_CHECK_THREADS=1");
     return;
@@ -126,7 +126,7 @@ TEST_CASE("the heap-lock rule is checked: a Ref dropped by a thread after its lo
 }
 
 TEST_CASE("the heap-lock rule is checked: make without the lock while another thread works",
-          "[heaplock]") {
+          "[heaplock][threads]") {
   if (!MEMLENS_CHECK_THREADS) {
     WARN("the heap-lock rule is checked in debug builds, or with MEMLENS_CHECK_THREADS=1");
     return;
@@ -165,7 +165,7 @@ TEST_CASE("the heap-lock rule is checked: make without the lock while another th
 }
 
 TEST_CASE("fork while another thread holds HeapLock: the child gets a lock of its own",
-          "[heaplock]") {
+          "[heaplock][threads]") {
   std::mutex m;
   std::condition_variable cv;
   bool holding = false, release = false;
@@ -198,7 +198,8 @@ TEST_CASE("fork while another thread holds HeapLock: the child gets a lock of it
   CHECK(outcome.exited_with(0));
 }
 
-TEST_CASE("fork while this thread holds HeapLock: the child holds it as often", "[heaplock]") {
+TEST_CASE("fork while this thread holds HeapLock: the child holds it as often",
+          "[heaplock][threads]") {
   memlens::HeapLock outer;
   memlens::HeapLock inner;
   const auto outcome = test_child::run_in_child([] {

@@ -830,7 +830,8 @@ TEST_CASE("tracemalloc: symbolization works when the program ignores SIGCHLD", "
   CHECK(WEXITSTATUS(status) == 0);
 }
 
-TEST_CASE("tracemalloc: threads dumping to one path each write a whole file", "[tracemalloc]") {
+TEST_CASE("tracemalloc: threads dumping to one path each write a whole file",
+          "[tracemalloc][threads]") {
   Tracing tracing(1);
   char* block = new char[2345];
   test_tracemalloc::escape(block);

@@ -272,7 +272,7 @@ TEST_CASE("tracemalloc: with a limit above the stack's depth total_nframe is siz
 }
 
 TEST_CASE("tracemalloc: the stack walks count the frames they do not store up to 65535",
-          "[tracemalloc]") {
+          "[tracemalloc][threads]") {
   for (bool unwind : {false, true}) {
     INFO((unwind ? "unwind_frames" : "walk_frames"));
     const tn::Walk shallow = tn::walk_at_depth(tn::kDepth, unwind, 2);
