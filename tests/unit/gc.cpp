@@ -600,9 +600,11 @@ namespace test_gc {
 /// A node whose finalizer does something drastic, chosen at random.
 struct Wild : memlens::Object {
   static inline int alive = 0;
+  static inline int finalized_again = 0;  // finalize() calls on an object that had one already
   static inline std::vector<Ref<Wild>> saved;
   std::vector<Ref<Wild>> edges;
   int action = 0;
+  int finalized = 0;
   Wild() { ++alive; }
   ~Wild() override { --alive; }
   void traverse(memlens::Visitor& visit) override { visit(edges); }
@@ -617,6 +619,7 @@ struct Wild : memlens::Object {
     }
   }
   void finalize() override {
+    if (++finalized > 1) ++finalized_again;
     switch (action) {
       case 1:  // resurrect
         saved.emplace_back(this);
@@ -639,6 +642,7 @@ struct Wild : memlens::Object {
 TEST_CASE("stress: random graphs with finalizers that resurrect or drop or throw", "[gc][stress]") {
   Quiet quiet;
   memlens::sys::set_unraisablehook([](const memlens::sys::UnraisableInfo&) {});
+  Wild::finalized_again = 0;
   std::mt19937 rng(20261122);
   for (int round = 0; round < 200; ++round) {
     const int n = 1 + static_cast<int>(rng() % 40);
@@ -664,6 +668,7 @@ TEST_CASE("stress: random graphs with finalizers that resurrect or drop or throw
   gc::collect();
   memlens::sys::set_unraisablehook(nullptr);
   CHECK(Wild::alive == 0);
+  CHECK(Wild::finalized_again == 0);  // PEP 442: at most once per object, resurrected or not
 }
 
 TEST_CASE("weak containers held by an object report their contents to the collector",

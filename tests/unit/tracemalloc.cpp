@@ -494,6 +494,12 @@ TEST_CASE("tracemalloc: loading a missing or truncated or corrupt file throws", 
   std::string flipped = good;
   flipped[good.size() / 2] ^= 0x5a;
   check_rejected(flipped, "corrupt");
+  // Bytes after the last trace, under a checksum that covers them: the checksum cannot tell,
+  // the layout must.
+  std::string trailing = good.substr(0, good.size() - 8) + "extra";
+  const std::uint64_t checksum = tracemalloc::detail::fnv1a(trailing.data(), trailing.size());
+  trailing.append(reinterpret_cast<const char*>(&checksum), sizeof checksum);
+  check_rejected(trailing, "trailing bytes");
 
   std::mt19937 random(12345);
   for (int round = 0; round < 50; ++round) {

@@ -4,6 +4,8 @@
 #include <memlens/tracemalloc.hpp>
 #include <string>
 
+#include "memlens_test.hpp"
+
 namespace test_tracemalloc_common {
 
 /// Stops tracing when a test ends, pass or fail, so other tests run with the hook idle.
@@ -36,7 +38,7 @@ inline void escape(const void* p) { asm volatile("" : : "g"(p) : "memory"); }
  * fail its test, not be excused. Starts tracing for the probe when it is off; when it is on, the
  * probe's block is freed before this returns.
  */
-inline bool has_line_info() {
+inline bool symbolizer_gives_lines() {
   static const bool known = [] {
     namespace tracemalloc = memlens::tracemalloc;
     const bool was_tracing = tracemalloc::is_tracing();
@@ -52,6 +54,24 @@ inline bool has_line_info() {
     return lines;
   }();
   return known;
+}
+
+/**
+ * Whether the file:line checks apply. memlens_tests is built with -g and says so
+ * (MEMLENS_TESTS_DEBUG_INFO): there a symbolizer that gives no file and line (addr2line missing
+ * or broken) fails every test that asks, rather than turning its checks into warnings. Only a
+ * build without debug info skips them.
+ */
+inline bool has_line_info() {
+#ifdef MEMLENS_TESTS_DEBUG_INFO
+  // No INFO or REQUIRE on the way that passes: Catch2 would allocate inside a traced test.
+  if (!symbolizer_gives_lines()) {
+    FAIL("built with -g, so tracebacks must carry file and line: is addr2line (binutils) there?");
+  }
+  return true;
+#else
+  return symbolizer_gives_lines();
+#endif
 }
 
 }  // namespace test_tracemalloc_common
