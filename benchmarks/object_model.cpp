@@ -2,9 +2,11 @@
 // reference, of an object's whole life, of locking a weak reference, and the bytes a header
 // takes. All figures come from one run, and the summary at the end gives their ratios.
 //
-// Peers: std::shared_ptr (with atomic counts, as in any program that has started a thread),
-// boost::intrusive_ptr with thread-safe and thread-unsafe counters, and a naive non-atomic
-// intrusive pointer, the floor any non-atomic Ref can reach.
+// Peers: boost::intrusive_ptr with a thread-unsafe counter (the fair peer of Ref's plain count),
+// std::shared_ptr (with atomic counts, as in any program that has started a thread),
+// boost::intrusive_ptr with a thread-safe counter, and a naive non-atomic intrusive pointer, the
+// floor any non-atomic Ref can reach. With two threads, what each side really pays: a Ref is
+// used under HeapLock (taken per copy, or once per 64 copies), a shared_ptr is copied freely.
 
 #include <benchmark/benchmark.h>
 #include <fmt/core.h>
@@ -26,6 +28,7 @@
 #endif
 
 #include "memlens/object.hpp"
+#include "memlens/threads.hpp"
 #include "memlens/weakref.hpp"
 
 #if MEMLENS_HAVE_BOOST
@@ -105,6 +108,15 @@ constexpr const char* new_linked = "make_destroy/tracked/new_delete";
 
 constexpr const char* weak_lock = "lock_drop/memlens::Weak";
 constexpr const char* weak_ptr_lock = "lock_drop/std::weak_ptr";
+
+// Two threads copying one shared object at once. Google Benchmark appends what it varies.
+constexpr const char* two_threads = "/real_time/threads:2";
+constexpr const char* ref_copy_locked = "copy_destroy_2_threads/memlens::Ref+HeapLock_per_copy";
+constexpr const char* ref_copy_batched =
+    "copy_destroy_2_threads/memlens::Ref+HeapLock_per_64_copies";
+constexpr const char* shared_copy_threads = "copy_destroy_2_threads/std::shared_ptr";
+/// Copies per HeapLock in the batched variant.
+constexpr int batch = 64;
 }  // namespace names
 
 // ---------------------------------------------------------------------------------------------
@@ -122,6 +134,45 @@ void copy_and_destroy(benchmark::State& state, const Ptr& original) {
     Ptr copy(*source);
     benchmark::DoNotOptimize(copy);
   }
+}
+
+/// One copy per iteration, the heap lock taken and released around each: the strictest way to
+/// follow the rule that every use of memlens objects from several threads holds HeapLock.
+void copy_and_destroy_locked(benchmark::State& state, const memlens::Ref<SmallObject>& original) {
+  const memlens::Ref<SmallObject>* source = &original;
+  benchmark::DoNotOptimize(source);
+  for (auto _ : state) {
+    memlens::HeapLock lock;
+    memlens::Ref<SmallObject> copy(*source);
+    benchmark::DoNotOptimize(copy);
+  }
+}
+
+/// `names::batch` copies per iteration under one HeapLock, as a thread that holds the lock
+/// while it works on objects (CPython's threads hold the GIL so).
+void copy_and_destroy_batched(benchmark::State& state, const memlens::Ref<SmallObject>& original) {
+  const memlens::Ref<SmallObject>* source = &original;
+  benchmark::DoNotOptimize(source);
+  for (auto _ : state) {
+    memlens::HeapLock lock;
+    for (int i = 0; i < names::batch; ++i) {
+      memlens::Ref<SmallObject> copy(*source);
+      benchmark::DoNotOptimize(copy);
+    }
+  }
+}
+
+/// The object both threads of a two-thread benchmark copy, made once whichever starts first.
+const memlens::Ref<SmallObject>& shared_memlens_object() {
+  static const memlens::Ref<SmallObject> object = [] {
+    memlens::HeapLock lock;
+    return memlens::make<SmallObject>();
+  }();
+  return object;
+}
+const std::shared_ptr<SmallValue>& shared_std_object() {
+  static const std::shared_ptr<SmallValue> object = std::make_shared<SmallValue>();
+  return object;
 }
 
 template <class Make>
@@ -188,6 +239,20 @@ void register_benchmarks() {
     const auto object = std::make_shared<SmallValue>();
     lock_and_drop(state, std::weak_ptr<SmallValue>(object));
   });
+
+  // Wall-clock time over the copies both threads made: what a copy costs the program.
+  RegisterBenchmark(names::ref_copy_locked,
+                    [](State& state) { copy_and_destroy_locked(state, shared_memlens_object()); })
+      ->Threads(2)
+      ->UseRealTime();
+  RegisterBenchmark(names::ref_copy_batched,
+                    [](State& state) { copy_and_destroy_batched(state, shared_memlens_object()); })
+      ->Threads(2)
+      ->UseRealTime();
+  RegisterBenchmark(names::shared_copy_threads,
+                    [](State& state) { copy_and_destroy(state, shared_std_object()); })
+      ->Threads(2)
+      ->UseRealTime();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -334,23 +399,44 @@ void print_summary(const SummaryReporter& results) {
     return fmt::format("target {}: {}", what, met ? verdict(*met) : "n/a");
   };
 
-  fmt::print("Copy a strong reference, then destroy the copy\n");
+  fmt::print("Copy a strong reference, then destroy the copy (one thread)\n");
   const auto ref = results.ns(names::ref_copy);
   const auto shared = results.ns(names::shared_copy);
   print_time_row("memlens::Ref", ref, "",
                  goal("<= 1 ns", ref ? std::optional(*ref <= 1.0) : std::nullopt));
-  print_peer_row(
-      "std::shared_ptr", ref, shared,
-      goal(">= 5x faster", ref && shared ? std::optional(*shared >= 5 * *ref) : std::nullopt));
+  // The fair peer first: a plain count against a plain count.
 #if MEMLENS_HAVE_BOOST
-  print_peer_row("boost::intrusive_ptr, thread_safe_counter", ref,
-                 results.ns(names::boost_safe_copy));
   print_peer_row("boost::intrusive_ptr, thread_unsafe_counter", ref,
                  results.ns(names::boost_unsafe_copy));
 #else
   print_row("boost::intrusive_ptr", "n/a", "Boost not found");
 #endif
   print_peer_row("naive intrusive pointer", ref, results.ns(names::naive_copy));
+  print_peer_row(
+      "std::shared_ptr (atomic counts)", ref, shared,
+      goal(">= 5x faster", ref && shared ? std::optional(*shared >= 5 * *ref) : std::nullopt));
+#if MEMLENS_HAVE_BOOST
+  print_peer_row("boost::intrusive_ptr, thread_safe_counter", ref,
+                 results.ns(names::boost_safe_copy));
+#endif
+
+  fmt::print(
+      "\nTwo threads copy one object at once (wall-clock time per copy, over both threads' "
+      "copies)\n");
+  const auto shared_threads =
+      results.ns(std::string(names::shared_copy_threads) + names::two_threads);
+  const auto locked = results.ns(std::string(names::ref_copy_locked) + names::two_threads);
+  const auto batched = results.ns(std::string(names::ref_copy_batched) + names::two_threads);
+  print_time_row("std::shared_ptr, copied freely", shared_threads);
+  auto print_memlens_row = [&](std::string_view label, std::optional<double> ns) {
+    print_time_row(label, ns,
+                   ns && shared_threads
+                       ? fmt::format("memlens {}", ratio_text(*ns, *shared_threads))
+                       : std::string());
+  };
+  print_memlens_row("memlens::Ref, HeapLock per copy", locked);
+  print_memlens_row(fmt::format("memlens::Ref, HeapLock per {} copies", names::batch),
+                    batched ? std::optional(*batched / names::batch) : std::nullopt);
 
   auto print_lifetime = [&](std::string_view title, const char* make, const char* make_shared,
                             const char* new_delete) {
