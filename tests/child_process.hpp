@@ -47,6 +47,7 @@ template <class F>
 Outcome spawn(F&& in_child, unsigned timeout_seconds) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) std::abort();
+  std::fflush(nullptr);  // or the child would write what the parent has buffered, again
   const pid_t child = fork();
   if (child == 0) {
     // The child is not a test run: a signal ends it as it ends any program, for the parent to

@@ -528,15 +528,13 @@ class Snapshot {
 
   /**
    * What statistics group by. Python's frames are (filename, lineno), so a key leaves out the
-   * function name wherever the file is known: the instantiations of a template on one line, or
-   * names another demangler spelled otherwise (a loaded snapshot), are one line. A frame without
-   * a file keeps its name, the only thing that tells it apart.
+   * function name: the instantiations of a template on one line, or names another demangler
+   * spelled otherwise (a loaded snapshot), are one line; and frames without file and line (code
+   * built without -g) are one `<unknown>:0`, as in Python, not several rows that read alike.
    */
   static Traceback group_key(const Traceback& tb) {
     std::vector<Frame> frames(tb.begin(), tb.end());
-    for (Frame& f : frames) {
-      if (f.filename != "<unknown>") f.function.clear();
-    }
+    for (Frame& f : frames) f.function.clear();
     return Traceback(std::move(frames));
   }
 
@@ -583,10 +581,12 @@ class Snapshot {
       g.size += s.size;
       g.count += s.count;
     };
-    auto shown_of = [&](const Frame& f) {
-      return by_filename ? Traceback({Frame{f.filename, 0, {}}}) : Traceback({f});
-    };
     const Frame unknown{"<unknown>", 0, {}};
+    // A row of frames without a file may gather several functions: it names none of them.
+    auto shown_of = [&](const Frame& f) {
+      if (by_filename) return Traceback({Frame{f.filename, 0, {}}});
+      return f.filename == unknown.filename ? Traceback({unknown}) : Traceback({f});
+    };
     for (std::size_t id = 0; id < tracebacks.size(); ++id) {
       const Sum& s = per_traceback[id];
       if (s.count == 0) continue;
@@ -618,11 +618,44 @@ class Snapshot {
 /// Python's tracemalloc.is_tracing().
 inline bool is_tracing() noexcept { return memlens::detail::trace::tracing(); }
 
+namespace detail {
+
+/**
+ * Whether a block from the global operator new reaches the tracer, which is on; nullopt when
+ * tracing stopped meanwhile. A program that does not include memlens/track_new.hpp uses the
+ * standard library's operator new, which the tracer never sees. The block is traced with size 0
+ * (operator new(0)), so current and peak do not move.
+ */
+MEMLENS_NOINLINE inline std::optional<bool> probe_operator_new() {
+  namespace t = memlens::detail::trace;
+  // Through volatile pointers: a compiler may remove a new/delete pair nobody observes.
+  void* (*volatile allocate)(std::size_t) = &::operator new;
+  void (*volatile release)(void*) noexcept = &::operator delete;
+  void* block = allocate(0);
+  std::optional<bool> traced;
+  {
+    t::LockGuard lock;
+    if (t::state.tracing.load(std::memory_order_relaxed)) {
+      traced = t::state.traces.traceback_of(reinterpret_cast<std::uintptr_t>(block), 0) !=
+               t::TracebackTable::none;
+    }
+  }
+  release(block);
+  if (traced) t::state.new_hooked.store(*traced ? 1 : 0, std::memory_order_relaxed);
+  return traced;
+}
+
+}  // namespace detail
+
 /**
  * Starts tracing allocations, storing up to `nframe` frames per traceback (Python's
  * tracemalloc.start). Does nothing (not even change the limit) when already tracing, as Python.
  * Frames are source-level frames: a function the compiler inlined is a frame of its own, as
  * Python counts Python frames.
+ *
+ * In a program that does not include memlens/track_new.hpp, allocations made with new (std
+ * containers, strings) are not traced: start() finds out with one allocation and says so on
+ * stderr, once per process (is_hooked() tells it too).
  */
 MEMLENS_SHARED inline void start(int nframe = 1) {
   namespace t = memlens::detail::trace;
@@ -649,10 +682,51 @@ MEMLENS_SHARED inline void start(int nframe = 1) {
     return true;
   }();
   static_cast<void>(fork_safe);
-  t::LockGuard lock;
-  if (t::state.tracing.load(std::memory_order_relaxed)) return;
-  t::state.nframe.store(nframe, std::memory_order_relaxed);
-  t::state.tracing.store(true, std::memory_order_relaxed);
+  {
+    t::LockGuard lock;
+    if (t::state.tracing.load(std::memory_order_relaxed)) return;
+    t::state.nframe.store(nframe, std::memory_order_relaxed);
+    t::state.tracing.store(true, std::memory_order_relaxed);
+  }
+  if (detail::probe_operator_new() == false && !t::state.told_unhooked.exchange(true)) {
+    std::fputs(
+        "memlens: tracemalloc: the global operator new is not traced in this program: include "
+        "<memlens/track_new.hpp> in one of its .cpp files. Until then new, std containers and "
+        "strings are not traced; memlens objects, tracemalloc::Allocator, TracingResource and "
+        "track() are.\n",
+        stderr);
+  }
+}
+
+/// Stops tracing and clears the traces (Python's tracemalloc.stop()).
+inline void stop() noexcept;
+
+/**
+ * Whether allocations made with the global operator new reach the tracer: true in a program
+ * that includes memlens/track_new.hpp in one of its .cpp files. Without it only memlens
+ * objects, Allocator, TracingResource and track() are traced. Found by allocating one block:
+ * while tracing, now; otherwise as the last start() found it, or, before any, by tracing for
+ * the moment of that allocation (as start() then stop() would).
+ */
+inline bool is_hooked() {
+  namespace t = memlens::detail::trace;
+  if (is_tracing()) {
+    if (auto traced = detail::probe_operator_new()) return *traced;
+  }
+  if (const int known = t::state.new_hooked.load(std::memory_order_relaxed); known >= 0) {
+    return known == 1;
+  }
+  bool started = false;
+  {
+    t::LockGuard lock;
+    if (!t::state.tracing.load(std::memory_order_relaxed)) {
+      t::state.tracing.store(true, std::memory_order_relaxed);
+      started = true;
+    }
+  }
+  const std::optional<bool> traced = detail::probe_operator_new();
+  if (started) stop();
+  return traced.value_or(false);
 }
 
 /// Python's tracemalloc.clear_traces(): forgets every trace, and current and peak are 0.
@@ -674,7 +748,6 @@ inline void raise_peak(std::size_t peak) noexcept {
 
 }  // namespace detail
 
-/// Stops tracing and clears the traces (Python's tracemalloc.stop()).
 inline void stop() noexcept {
   namespace t = memlens::detail::trace;
   // One critical section: a start() between turning tracing off and clearing would otherwise

@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "child_process.hpp"
 #include "memlens_test.hpp"
 #include "unit/tracemalloc_test.hpp"
 
@@ -862,4 +863,69 @@ TEST_CASE("tracemalloc: threads dumping to one path each write a whole file",
   auto loaded = tracemalloc::Snapshot::load(path);
   CHECK(loaded.traces().size() == snapshot.traces().size());
   std::remove(path.c_str());
+}
+
+TEST_CASE("tracemalloc: is_hooked in a program that includes track_new.hpp", "[tracemalloc]") {
+  // In a child, so that its output is seen: start() must not say that new goes untraced.
+  // (tracemalloc.without_track_new checks a program without the hook.)
+  const auto outcome = test_child::run_in_child([] {
+    tracemalloc::stop();
+    std::printf("before start: %d\n", tracemalloc::is_hooked() ? 1 : 0);
+    tracemalloc::start();
+    std::printf("while tracing: %d\n", tracemalloc::is_hooked() ? 1 : 0);
+    tracemalloc::stop();
+  });
+  INFO(outcome.output);
+  CHECK(outcome.exited_with(0));
+  CHECK(outcome.output == "before start: 1\nwhile tracing: 1\n");
+}
+
+TEST_CASE("tracemalloc: frames without file and line are one row of statistics",
+          "[tracemalloc]") {
+  // What code built without -g gives: every frame <unknown>:0, functions named from the symbol
+  // table. Python's frames are (filename, lineno), so these make one row, not three that read
+  // alike; a frame with a file stays a row of its own.
+  namespace td = tracemalloc::detail;
+  td::SnapshotWriter w;
+  w.put_raw(td::snapshot_magic, sizeof td::snapshot_magic);
+  w.put(td::snapshot_version);
+  w.put(std::uint32_t{1});  // traceback limit
+  const std::vector<tracemalloc::Frame> frames = {{"<unknown>", 0, "build_cache()"},
+                                                  {"<unknown>", 0, "load_index()"},
+                                                  {"<unknown>", 0, "parse(char const*)"},
+                                                  {"main.cpp", 12, "main"}};
+  w.put(static_cast<std::uint64_t>(frames.size()));
+  for (const auto& f : frames) {
+    w.put(std::uint32_t{1});  // one frame
+    w.put(std::uint32_t{1});  // total_nframe
+    w.put_string(f.filename);
+    w.put(static_cast<std::int32_t>(f.lineno));
+    w.put_string(f.function);
+  }
+  w.put(static_cast<std::uint64_t>(frames.size()));
+  for (std::uint32_t i = 0; i < frames.size(); ++i) {
+    w.put(std::uint32_t{0});                  // domain
+    w.put(i);                                 // traceback
+    w.put(std::uint64_t{100} * (i + 1));      // size: 100, 200, 300, 400
+  }
+  w.put(td::fnv1a(w.bytes().data(), w.bytes().size()));
+  const std::string path = test_tracemalloc::temp_path("unknown.snap");
+  test_tracemalloc::write_file(path, w.bytes());
+  const auto snapshot = tracemalloc::Snapshot::load(path);
+  std::filesystem::remove(path);
+
+  for (bool cumulative : {false, true}) {
+    INFO("cumulative " << cumulative);
+    const auto stats = snapshot.statistics("lineno", cumulative);
+    REQUIRE(stats.size() == 2);
+    CHECK(stats[0].size == 600);  // 100 + 200 + 300
+    CHECK(stats[0].count == 3);
+    CHECK(tracemalloc::to_string(stats[0]) == "<unknown>:0: size=600 B, count=3, average=200 B");
+    CHECK(stats[0].traceback.front().function.empty());  // it gathers three functions
+    CHECK(stats[1].size == 400);
+    CHECK(stats[1].traceback.front().function == "main");
+  }
+  CHECK(snapshot.statistics("traceback").size() == 2);
+  CHECK(snapshot.statistics("filename").size() == 2);
+  CHECK(snapshot.compare_to(tracemalloc::Snapshot(), "lineno").size() == 2);
 }

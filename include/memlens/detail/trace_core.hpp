@@ -386,6 +386,10 @@ struct State {
   TracebackTable tracebacks;
   std::size_t current = 0;
   std::size_t peak = 0;
+  // Whether the global operator new reaches the tracer, as the last probe found: -1 before any
+  // probe, 0 no, 1 yes (tracemalloc::is_hooked).
+  std::atomic<int> new_hooked{-1};
+  std::atomic<bool> told_unhooked{false};  // start() said so on stderr, once per process
 };
 
 MEMLENS_SHARED inline constinit State state{};
