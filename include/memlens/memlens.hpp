@@ -1,5 +1,5 @@
 // memlens: everything but memlens/track_new.hpp (which replaces the global operator new and so
-// belongs in exactly one .cpp file of a program).
+// belongs in exactly one .cpp file of a program): the core, the fmt formatters and the tools.
 #pragma once
 
 #include "memlens/errors.hpp"
@@ -12,3 +12,8 @@
 #include "memlens/tracemalloc.hpp"
 #include "memlens/visit.hpp"
 #include "memlens/weakref.hpp"
+
+#include "memlens/tools/circular_reference_detector.hpp"
+#include "memlens/tools/memory_profiler.hpp"
+#include "memlens/tools/memory_tracker.hpp"
+#include "memlens/tools/weak_cache.hpp"

@@ -626,6 +626,12 @@ class finalize {
   std::shared_ptr<State> state_;
 };
 
+/// Python spells the weak containers `weakref.WeakValueDictionary` and so on: so may C++.
+using memlens::WeakKeyDictionary;
+using memlens::WeakMethod;
+using memlens::WeakSet;
+using memlens::WeakValueDictionary;
+
 }  // namespace weakref
 
 using weakref::finalize;

@@ -7,8 +7,9 @@
 #                     built with hidden visibility share memlens objects; the library is linked
 #                     (consumer) or loaded with dlopen by a program exporting nothing
 #                     (consumer_dlopen)
-#   strict            strict/ (through add_subdirectory): every public header alone, and all of them
-#                     with track_new.hpp in a program, under -Wall -Wextra -Wpedantic
+#   strict            strict/ (through add_subdirectory): every public header alone, all of them
+#                     with track_new.hpp in a program, and every name of the public contract
+#                     through memlens/memlens.hpp alone, under -Wall -Wextra -Wpedantic
 #                     -Wconversion -Wsign-conversion -Wshadow -Werror, at -O0 and at -O2, with
 #                     the compiler CXX names
 # Every mode but install then runs the consumer(s), which exit 0 only if memlens works.
@@ -64,6 +65,7 @@ elseif(MODE STREQUAL "strict")
     endif()
     run(${CMAKE_COMMAND} --build ${dir})
     run(${dir}/everything)
+    run(${dir}/contract)
   endforeach()
   return()
 elseif(MODE STREQUAL "find_package")

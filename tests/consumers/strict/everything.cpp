@@ -6,10 +6,6 @@
 #include <list>
 #include <map>
 #include <memlens/memlens.hpp>
-#include <memlens/tools/circular_reference_detector.hpp>
-#include <memlens/tools/memory_profiler.hpp>
-#include <memlens/tools/memory_tracker.hpp>
-#include <memlens/tools/weak_cache.hpp>
 #include <memlens/track_new.hpp>
 #include <memory>
 #include <memory_resource>

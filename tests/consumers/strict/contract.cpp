@@ -1,0 +1,243 @@
+// Every name of memlens' public contract that exists, reached with nothing but
+// <memlens/memlens.hpp>, spelled as users spell them (Python's module-qualified names
+// included: memlens::weakref::WeakValueDictionary). Compiled under the strict consumer's flags;
+// exits 0 only if what it checks at run time holds.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <memlens/memlens.hpp>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+int failures = 0;
+
+void expect(bool ok, const char* what) {
+  if (!ok) {
+    std::printf("contract: failed: %s\n", what);
+    ++failures;
+  }
+}
+
+struct Node : memlens::Object {
+  memlens::Ref<Node> next;
+  int finalized = 0;
+  void traverse(memlens::Visitor& visit) override { visit(next); }
+  void finalize() override { ++finalized; }
+  void memlens_sizeof(memlens::sys::SizeVisitor& size) const { size(next); }
+  void poke() {}
+  int value() const { return 7; }
+};
+
+static_assert(std::is_base_of_v<memlens::Error, memlens::ReferenceError>);
+static_assert(std::is_base_of_v<memlens::Error, memlens::ValueError>);
+static_assert(std::is_base_of_v<memlens::Error, memlens::TypeError>);
+static_assert(std::is_base_of_v<std::runtime_error, memlens::Error>);
+static_assert(std::is_same_v<memlens::weakref::ref<Node>, memlens::Weak<Node>>);
+static_assert(std::is_same_v<memlens::weakref::WeakValueDictionary<int, Node>,
+                             memlens::WeakValueDictionary<int, Node>>);
+static_assert(std::is_same_v<memlens::weakref::WeakKeyDictionary<Node, int>,
+                             memlens::WeakKeyDictionary<Node, int>>);
+static_assert(std::is_same_v<memlens::weakref::WeakSet<Node>, memlens::WeakSet<Node>>);
+static_assert(std::is_same_v<memlens::weakref::WeakMethod<Node, void (Node::*)()>,
+                             memlens::WeakMethod<Node, void (Node::*)()>>);
+
+void object_model() {
+  memlens::Ref<Node> a = memlens::make<Node>();
+  memlens::Ref<Node> b = a;
+  expect(a == b && memlens::is(a, b) && memlens::id(a) == memlens::id(b), "identity");
+  memlens::Ref<memlens::Object> base = a;
+  expect(base.get() == static_cast<memlens::Object*>(a.get()), "Ref<Derived> to Ref<Base>");
+  memlens::Ref<Node> adopted(a.get());
+  expect(memlens::sys::getrefcount(a) == 4, "Ref<T>(T*) adds a reference");
+  expect(std::hash<memlens::Ref<Node>>{}(a) == std::hash<memlens::Ref<Node>>{}(b), "std::hash");
+  expect(fmt::format("{}", a).find("object at 0x") != std::string::npos, "fmt formatter");
+  auto values = memlens::make<std::vector<int>>(std::size_t{3}, 7);
+  expect(values->size() == 3, "make of a value type");
+  std::size_t visited = 0;
+  a->next = b;
+  struct Counter final : memlens::Visitor {
+    std::size_t* n;
+    explicit Counter(std::size_t* count) : n(count) {}
+    void visit_edge(const memlens::Edge&) override { ++*n; }
+  } counter(&visited);
+  memlens::traverse(counter, a->next);  // a member, as a type's traverse passes it
+  expect(visited == 1, "memlens::traverse");
+  a->next.reset();
+  b = nullptr;
+  adopted.reset();
+  base.reset();
+  expect(memlens::sys::getrefcount(a) == 1, "reset and = nullptr drop references");
+}
+
+void sys() {
+  std::vector<int> v(10);
+  expect(memlens::sys::getsizeof(v) == sizeof(v) + 10 * sizeof(int), "getsizeof");
+  expect(memlens::sys::deep_sizeof(v) == memlens::sys::getsizeof(v), "deep_sizeof");
+  expect(memlens::is(memlens::sys::intern("x"), memlens::sys::intern("x")), "intern");
+  expect(memlens::is(memlens::integer(-5), memlens::integer(-5)), "integer");
+}
+
+void weak_references() {
+  auto a = memlens::make<Node>();
+  int calls = 0;
+  memlens::weakref::ref<Node> watch(a, [&calls] { ++calls; });
+  expect(watch.lock() == a && watch() == a && !watch.expired(), "Weak");
+  expect(memlens::weakref::getweakrefcount(a) == 1, "getweakrefcount");
+  expect(memlens::weakref::getweakrefs(a).size() == 1, "getweakrefs");
+  memlens::weakref::WeakValueDictionary<int, Node> by_id;
+  by_id.insert_or_assign(1, a);
+  expect(by_id.get(1) == a && by_id.contains(1) && by_id.size() == 1, "WeakValueDictionary");
+  for (const auto& entry : by_id) expect(entry.second == a, "WeakValueDictionary iteration");
+  memlens::weakref::WeakKeyDictionary<Node, int> extra;
+  extra.insert_or_assign(a, 5);
+  expect(extra.get(a) == std::optional<int>(5) && extra.contains(a) && extra.size() == 1,
+         "WeakKeyDictionary");
+  memlens::weakref::WeakSet<Node> members;
+  members.add(a);
+  for (const auto& member : members) expect(member == a, "WeakSet iteration");
+  expect(members.contains(a) && members.size() == 1, "WeakSet");
+  memlens::weakref::WeakMethod poke(a, &Node::poke);
+  memlens::weakref::WeakMethod value(a, &Node::value);
+  expect(poke() && value() == std::optional<int>(7), "WeakMethod");
+  int finalized = 0;
+  memlens::weakref::finalize on_death(a, [&finalized] { ++finalized; });
+  expect(on_death.alive(), "finalize");
+  memlens::finalize detached(a, [] {});
+  expect(detached.detach().has_value(), "finalize::detach");
+  a.reset();
+  expect(calls == 1 && finalized == 1 && watch.expired(), "callbacks ran");
+  expect(!on_death() && !by_id.erase(1) && !extra.erase(a) && by_id.size() == 0, "dead entries");
+  members.discard(a);
+}
+
+void collector() {
+  namespace gc = memlens::gc;
+  gc::disable();
+  expect(!gc::isenabled(), "gc::disable");
+  auto [c0, c1, c2] = gc::get_count();
+  static_cast<void>(c0 + c1 + c2);
+  const auto thresholds = gc::get_threshold();
+  gc::set_threshold(std::get<0>(thresholds), std::get<1>(thresholds), std::get<2>(thresholds));
+  auto a = memlens::make<Node>();
+  a->next = a;
+  expect(gc::is_tracked(a) && !gc::is_finalized(a), "is_tracked");
+  expect(gc::get_referrers(a).size() == 1 && gc::get_referents(a).size() == 1, "referrers");
+  expect(!gc::get_objects().empty() && !gc::get_objects(0).empty(), "get_objects");
+  gc::CallbackInfo last;
+  gc::callbacks().push_back([&last](std::string_view phase, const gc::CallbackInfo& info) {
+    if (phase == "stop") last = info;
+  });
+  a.reset();
+  gc::set_debug(gc::DEBUG_SAVEALL);
+  expect(gc::collect(2) == 1 && gc::garbage().size() == 1, "DEBUG_SAVEALL");
+  expect(last.generation == 2 && last.collected == 1 && last.uncollectable == 0, "callbacks");
+  gc::set_debug(0);
+  memlens::dynamic_ref_cast<Node>(gc::garbage().front())->next.reset();
+  gc::garbage().clear();
+  gc::callbacks().clear();
+  const auto stats = gc::get_stats();
+  expect(stats[2].collections >= 1 && stats[2].collected >= 1 && stats[2].uncollectable == 0,
+         "get_stats");
+  gc::freeze();
+  static_cast<void>(gc::get_freeze_count());
+  gc::unfreeze();
+  gc::enable();
+}
+
+void tracing() {
+  namespace tm = memlens::tracemalloc;
+  tm::start(4);
+  expect(tm::is_tracing() && tm::get_traceback_limit() == 4, "start");
+  std::vector<int, tm::Allocator<int>> traced(100);
+  tm::TracingResource resource;
+  std::pmr::vector<int> pooled(&resource);
+  pooled.resize(10);
+  int slot = 0;
+  tm::track(&slot, 8, 5);
+  auto node = memlens::make<Node>();
+  auto [current, peak] = tm::get_traced_memory();
+  expect(current >= 440 && peak >= current, "get_traced_memory");
+  tm::Snapshot snapshot = tm::take_snapshot();
+  const std::vector<tm::Trace>& traces = snapshot.traces();
+  expect(!traces.empty(), "Snapshot::traces");
+  for (const char* key : {"lineno", "filename", "traceback"}) {
+    std::vector<tm::Statistic> stats = snapshot.statistics(key);
+    expect(!stats.empty() && stats.front().size > 0 && stats.front().count > 0, key);
+  }
+  expect(!snapshot.statistics("lineno", true).empty(), "cumulative statistics");
+  std::vector<tm::StatisticDiff> diffs = snapshot.compare_to(tm::Snapshot(), "lineno");
+  expect(!diffs.empty() && diffs.front().size_diff > 0 && diffs.front().count_diff > 0 &&
+             diffs.front().size > 0 && diffs.front().count > 0,
+         "compare_to");
+  tm::Snapshot filtered = snapshot.filter_traces(
+      {tm::Filter(true, "*", std::nullopt, false), tm::DomainFilter(false, 5)});
+  expect(filtered.traces().size() + 1 == traces.size(), "filter_traces");
+  const tm::Traceback& traceback = traces.front().traceback;
+  const tm::Frame& frame = traceback.front();
+  std::size_t frames = 0;
+  for (const tm::Frame& f : traceback) frames += f.lineno >= 0 ? 1u : 0u;
+  expect(frames == traceback.size() && !frame.filename.empty(), "Traceback and Frame");
+  expect(
+      !fmt::format("{} {} {}", traces.front(), snapshot.statistics("lineno").front(), diffs.front())
+           .empty(),
+      "formatters");
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("contract-" + std::to_string(getpid()))).string();
+  snapshot.dump(path);
+  expect(tm::Snapshot::load(path).traces().size() == traces.size(), "dump and load");
+  std::filesystem::remove(path);
+  expect(tm::get_object_traceback(node).has_value(), "get_object_traceback");
+  expect(tm::untrack(&slot, 5) && tm::get_tracemalloc_memory() > 0, "untrack");
+  tm::reset_peak();
+  tm::clear_traces();
+  tm::stop();
+  expect(tm::get_traced_memory().current == 0 && tm::get_traced_memory().peak == 0, "stop");
+  static_cast<void>(tm::is_hooked());
+}
+
+void tools() {
+  memlens::WeakCache<std::string, Node> cache;
+  auto a = memlens::make<Node>();
+  cache.set("a", a);
+  expect(cache.get("a") == a && cache.size() == 1, "WeakCache");
+  auto b = memlens::make<Node>();
+  a->next = b;
+  b->next = a;
+  memlens::CircularReferenceDetector detector;
+  std::vector<memlens::Cycle> cycles = detector.find_cycles(a, 10);
+  expect(cycles.size() == 1 && cycles.front().size() == 2 && cycles.front().front() == a,
+         "CircularReferenceDetector");
+  for (const memlens::Ref<memlens::Object>& member : cycles.front()) {
+    expect(member != nullptr, "Cycle");
+  }
+  expect(!detector.report(cycles).empty() && !detector.to_dot(cycles).empty(), "report");
+  a->next.reset();
+  std::size_t reports = 0;
+  auto sink = [&reports](const memlens::MemoryUsage&) { ++reports; };
+  memlens::memory_tracker([] {}, sink, "tracked")();
+  { memlens::MemoryTrackerScope scope("scope", sink); }
+  expect(reports == 2, "memory_tracker and MemoryTrackerScope");
+  memlens::MemoryProfiler profiler;
+  profiler.start();
+  profiler.snapshot("one");
+  expect(profiler.stop().growth.size() == 1, "MemoryProfiler");
+}
+
+}  // namespace
+
+int main() {
+  object_model();
+  sys();
+  weak_references();
+  collector();
+  tracing();
+  tools();
+  return failures == 0 ? 0 : 1;
+}
