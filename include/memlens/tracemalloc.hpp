@@ -692,8 +692,7 @@ MEMLENS_SHARED inline void start(int nframe = 1) {
     std::fputs(
         "memlens: tracemalloc: the global operator new is not traced in this program: include "
         "<memlens/track_new.hpp> in one of its .cpp files. Until then new, std containers and "
-        "strings are not traced; memlens objects, tracemalloc::Allocator, TracingResource and "
-        "track() are.\n",
+        "strings are not traced; tracemalloc::Allocator, TracingResource and track() are.\n",
         stderr);
   }
 }
@@ -703,8 +702,9 @@ inline void stop() noexcept;
 
 /**
  * Whether allocations made with the global operator new reach the tracer: true in a program
- * that includes memlens/track_new.hpp in one of its .cpp files. Without it only memlens
- * objects, Allocator, TracingResource and track() are traced. Found by allocating one block:
+ * that includes memlens/track_new.hpp in one of its .cpp files. Without it only Allocator,
+ * TracingResource, track() and the small objects make takes from its pool are traced. Found by
+ * allocating one block:
  * while tracing, now; otherwise as the last start() found it, or, before any, by tracing for
  * the moment of that allocation (as start() then stop() would).
  */
