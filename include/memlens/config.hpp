@@ -19,6 +19,14 @@
 #endif
 #endif
 
+/// MEMLENS_TYPE_STATS: 1 (the default) keeps a live count per type, which `make` and the
+/// destruction of an object update (sys::type_stats, MemoryLeakDetector, memlens::testing);
+/// 0 removes those two counter updates, and type_stats() then reports no objects. Every
+/// translation unit of a program must agree on it.
+#ifndef MEMLENS_TYPE_STATS
+#define MEMLENS_TYPE_STATS 1
+#endif
+
 /// MEMLENS_SHARED: marks every piece of memlens' process-wide state (namespace-scope inline
 /// variables, thread_locals, and the inline functions that hold a function-local static), so that
 /// a process has exactly one of each even when modules are built with -fvisibility=hidden: with

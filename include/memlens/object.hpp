@@ -81,10 +81,25 @@ ObjectSizer sizer_of() noexcept;
 template <class S>
 inline constinit std::uint32_t type_index = 0;
 
+/// The type reports name for objects of type S: the value's type for a box.
+template <class S>
+struct shown_type_of {
+  using type = S;
+};
+template <class T>
+struct shown_type_of<Box<T>> {
+  using type = T;
+};
+template <class S>
+const std::type_info& shown_type() noexcept {
+  return typeid(typename shown_type_of<S>::type);
+}
+
 template <class S, std::size_t Size, std::size_t Prefix>
 MEMLENS_NOINLINE std::uint32_t register_type_of() {
   return type_index<S> =
-             register_type(TypeRecord{&typeid(S), sizer_of<S>(), Size, Prefix, alignof(S), 0, 0});
+             register_type(TypeRecord{&typeid(S), &shown_type<S>(), sizer_of<S>(), Size, Prefix,
+                                      alignof(S), 0, 0});
 }
 
 /// Undoes what make did before its constructor threw.
@@ -159,6 +174,7 @@ Ref<T> make(Args&&... args) {
     flags |= detail::flag::tracked;
     detail::gc_list_append(const_cast<Object*>(base), detail::gc_state().generations[0]);
   }
+  detail::count_created(type_id);
   return Ref<T>(detail::adopt, const_cast<Object*>(base));
 }
 

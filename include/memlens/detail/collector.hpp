@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -328,6 +329,7 @@ inline void gc_free_garbage(GcList& unreachable, GcList& old, std::uint32_t old_
       gc_set_generation(f, old_generation);
       gc_list_move(o, kept);
     } else {
+      count_collected(f);
       destroy(o);  // unlinks it
     }
   }
@@ -446,6 +448,56 @@ MEMLENS_NOINLINE inline void gc_collect_generations() {
     }
   }
 }
+
+/**
+ * The collector's arithmetic over the whole tracked heap, for tools that walk it between
+ * collections (MemoryLeakDetector): while a HeapScan lives, every live tracked object is
+ * flagged `collecting` and its gc_refs is its count minus the references to it from tracked
+ * objects (CPython's update_refs and subtract_refs), so an object with gc_refs > 0 is held from
+ * outside the heap. The scan may then use gc_refs and the `unreachable` bit as it likes; the
+ * destructor rebuilds the prev links and clears both bits. No collection runs meanwhile, and
+ * nothing may make, track or free a tracked object (traverse does none of these).
+ */
+class HeapScan {
+ public:
+  HeapScan() : collecting_(gc_state().collecting) {
+    gc_state().collecting = true;
+    for (GcList* list : lists()) {
+      for (Object* o = list->first(); o != list->end(); o = gc_head(o)->next) {
+        gc_enter(o, Access::flags(o));  // an object being destroyed (count 0) stays out
+      }
+    }
+    SubtractRefs subtract;
+    for (GcList* list : lists()) {
+      for (Object* o = list->first(); o != list->end(); o = gc_head(o)->next) {
+        if (Access::flags(o) & flag::collecting) subtract.traverse_checked(*o);
+      }
+    }
+  }
+  ~HeapScan() {
+    for (GcList* list : lists()) {
+      Object* prev = &list->anchor;
+      for (Object* o = list->first(); o != list->end(); o = gc_head(o)->next) {
+        gc_head(o)->prev = prev;
+        Access::flags(o) &= ~(flag::collecting | flag::unreachable);
+        prev = o;
+      }
+      list->head.prev = prev;
+    }
+    gc_state().collecting = collecting_;
+  }
+  HeapScan(const HeapScan&) = delete;
+  HeapScan& operator=(const HeapScan&) = delete;
+
+  /// Every list of tracked objects: the three generations and the frozen ones.
+  static std::array<GcList*, 4> lists() noexcept {
+    GcState& st = gc_state();
+    return {&st.generations[0], &st.generations[1], &st.generations[2], &st.permanent};
+  }
+
+ private:
+  bool collecting_;
+};
 
 /// Called by make() before it allocates a tracked object, as CPython's _PyObject_GC_Link.
 inline void gc_on_allocation() {

@@ -175,6 +175,7 @@ using ObjectSizer = void (*)(sys::SizeVisitor&, const Object&);
 
 struct TypeRecord {
   const std::type_info* type = nullptr;  // the most derived type (a Box, for a value type)
+  const std::type_info* shown = nullptr;  // the type reports name: the boxed value's, for a Box
   ObjectSizer sizer = nullptr;           // measures an object of this type
   std::size_t size = 0;                  // the block make requests: prefix + sizeof
   std::size_t prefix = 0;                // the GcHead in front, padded to the alignment
@@ -183,13 +184,49 @@ struct TypeRecord {
   std::uint32_t id = 0;                  // its index in the registry
 };
 
+/// How many objects of a type make created and how many died, in all and in a collection (the
+/// objects the cycle collector freed). Kept apart from the records, in an array indexed by the
+/// type's index, so make and destroy update them without loading the record.
+struct TypeCounts {
+  std::uint64_t created;
+  std::uint64_t freed;
+  std::uint64_t collected;
+};
+
 /// Every type record, by index. Constant-initialized and never destroyed, as the collector's
-/// state, so objects dying during static destruction still find their records.
+/// state, so objects dying during static destruction still find their records. The arrays cost
+/// address space only: the pages of indexes no type uses are never touched.
 struct TypeRegistry {
   TypeRecord* records[flag::max_type_id + 1];
+  TypeCounts counts[flag::max_type_id + 1];
   std::uint32_t count;  // the highest index in use; 0 is no type
 };
 MEMLENS_SHARED inline constinit TypeRegistry type_registry{};
+
+/// make created an object of the type with this index.
+MEMLENS_ALWAYS_INLINE inline void count_created(std::uint32_t type_id) noexcept {
+#if MEMLENS_TYPE_STATS
+  ++type_registry.counts[type_id].created;
+#else
+  static_cast<void>(type_id);
+#endif
+}
+/// The cycle collector is about to destroy an object with these flags.
+inline void count_collected(std::uint32_t flags) noexcept {
+#if MEMLENS_TYPE_STATS
+  ++type_registry.counts[flags >> flag::type_shift].collected;
+#else
+  static_cast<void>(flags);
+#endif
+}
+/// An object with these flags, which make created, is being destroyed.
+MEMLENS_ALWAYS_INLINE inline void count_freed(std::uint32_t flags) noexcept {
+#if MEMLENS_TYPE_STATS
+  ++type_registry.counts[flags >> flag::type_shift].freed;
+#else
+  static_cast<void>(flags);
+#endif
+}
 
 inline const TypeRecord& type_record(std::uint32_t flags) noexcept {
   return *type_registry.records[flags >> flag::type_shift];
@@ -736,6 +773,7 @@ inline void destroy(Object* o) noexcept {
     if (!finalize_and_clear_weakrefs(o)) return;
   }
   const std::uint32_t f = Access::flags(o);
+  count_freed(f);
   if (f & flag::tracked) {
     gc_list_remove(o);
     if (gc_state().counts[0] > 0) --gc_state().counts[0];  // as CPython's PyObject_GC_Del
