@@ -14,6 +14,7 @@
 #include "memlens/weakref.hpp"
 
 #include "memlens/tools/circular_reference_detector.hpp"
+#include "memlens/tools/memory_leak_detector.hpp"
 #include "memlens/tools/memory_profiler.hpp"
 #include "memlens/tools/memory_tracker.hpp"
 #include "memlens/tools/weak_cache.hpp"

@@ -403,6 +403,11 @@ inline std::string to_string(const StatisticDiff& s) {
  * for (const auto& stat : snapshot.statistics("lineno")) fmt::print("{}\n", stat);
  * ```
  */
+class Snapshot;
+namespace detail {
+const SnapshotData& snapshot_data(const Snapshot& snapshot) noexcept;
+}  // namespace detail
+
 class Snapshot {
  public:
   Snapshot() : data_(std::make_shared<detail::SnapshotData>()) {}
@@ -613,6 +618,7 @@ class Snapshot {
   }
 
   std::shared_ptr<detail::SnapshotData> data_;
+  friend const detail::SnapshotData& detail::snapshot_data(const Snapshot&) noexcept;
 };
 
 /// Python's tracemalloc.is_tracing().
@@ -848,6 +854,43 @@ inline std::optional<Traceback> get_object_traceback(const void* ptr, unsigned d
   }
   return data->symbolized().front();
 }
+
+namespace detail {
+
+/// A snapshot's traces as the tracer keeps them: tracebacks by index, not symbolized. Tools read
+/// it to count traces per traceback without symbolizing every one.
+inline const SnapshotData& snapshot_data(const Snapshot& snapshot) noexcept {
+  return *snapshot.data_;
+}
+
+/// The index of the traceback of each traced block in `blocks` (domain 0), as the tracer's
+/// tables number them while tracing goes on, or memlens::detail::trace::TracebackTable::none.
+inline std::vector<std::uint32_t> traceback_ids(const std::vector<const void*>& blocks) {
+  namespace t = memlens::detail::trace;
+  std::vector<std::uint32_t> ids(blocks.size(), t::TracebackTable::none);
+  t::TracerScope scope;
+  t::LockGuard lock;
+  if (!t::state.tracing.load(std::memory_order_relaxed)) return ids;
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    ids[i] = t::state.traces.traceback_of(reinterpret_cast<std::uintptr_t>(blocks[i]), 0);
+  }
+  return ids;
+}
+
+/// Traceback `id` of a fresh snapshot (one take_snapshot made), symbolized alone.
+inline Traceback traceback_in(const Snapshot& snapshot, std::uint32_t id) {
+  const SnapshotData& from = snapshot_data(snapshot);
+  if (id >= from.records.size()) return Traceback();
+  auto one = std::make_shared<SnapshotData>();
+  one->skip_std = from.skip_std;
+  one->traceback_limit = from.traceback_limit;
+  const auto& r = from.records[id];
+  one->records.push_back(memlens::detail::trace::TracebackRecord{r.hash, 0, r.count, r.total});
+  one->pcs.assign(from.pcs.begin() + r.offset, from.pcs.begin() + r.offset + r.count);
+  return one->symbolized().front();
+}
+
+}  // namespace detail
 
 /// Where a memlens object was made (Python's get_object_traceback(obj)): the traceback of the
 /// block make() allocated for it, whether it came from operator new or from the object pool.

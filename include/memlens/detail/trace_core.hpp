@@ -390,6 +390,9 @@ struct State {
   // probe, 0 no, 1 yes (tracemalloc::is_hooked).
   std::atomic<int> new_hooked{-1};
   std::atomic<bool> told_unhooked{false};  // start() said so on stderr, once per process
+  // When set, only the thread whose `in_tracer` lives at this address is traced
+  // (memlens::testing's current_thread_only).
+  std::atomic<const void*> only_thread{nullptr};
 };
 
 MEMLENS_SHARED inline constinit State state{};
@@ -415,6 +418,19 @@ class TracerScope {
 
  private:
   bool previous_;
+};
+
+/// For its scope, only allocations made by the thread that created it are traced (frees are
+/// traced from every thread, so no trace outlives its block). One at a time per process.
+class ThisThreadOnly {
+ public:
+  ThisThreadOnly() noexcept : previous_(state.only_thread.exchange(&in_tracer)) {}
+  ~ThisThreadOnly() { state.only_thread.store(previous_); }
+  ThisThreadOnly(const ThisThreadOnly&) = delete;
+  ThisThreadOnly& operator=(const ThisThreadOnly&) = delete;
+
+ private:
+  const void* previous_;
 };
 
 /// Holds the tracer's lock, inside a TracerScope: whatever this thread allocates or frees
@@ -556,6 +572,10 @@ inline int unwind_frames(std::uintptr_t* out, int max, std::uint16_t* total) noe
 MEMLENS_NOINLINE inline void on_alloc(std::uintptr_t ptr, std::size_t size, std::uint32_t domain,
                                       const void* frame) noexcept {
   if (ptr == 0 || in_tracer) return;
+  if (const void* only = state.only_thread.load(std::memory_order_relaxed);
+      only != nullptr && only != &in_tracer) [[unlikely]] {
+    return;
+  }
   TracerScope scope;
   std::uintptr_t pcs[max_nframe + extra_frames + unwinder_extra_frames];
   static_assert(max_nframe + extra_frames + unwinder_extra_frames <= max_total_frames,
