@@ -57,7 +57,7 @@ void run_rounds(memlens::MemoryLeakDetector& detector, int snapshots) {
 
 using namespace test_e11;
 
-TEST_CASE("e11: the detector names the leaking type, its line and what keeps it alive",
+TEST_CASE("e11: the detector names the leaking type and its line and what keeps it alive",
           "[exercises][e11]") {
   cache = memlens::make<Cache>();
   memlens::MemoryLeakDetector detector;
@@ -100,7 +100,7 @@ TEST_CASE("e11: the detector names the leaking type, its line and what keeps it 
   cache.reset();
 }
 
-TEST_CASE("e11: the seed's two snapshots, with min_snapshots 2", "[exercises][e11]") {
+TEST_CASE("e11: the seed's two snapshots with min_snapshots 2", "[exercises][e11]") {
   cache = memlens::make<Cache>();
   memlens::MemoryLeakDetector detector({.min_snapshots = 2});
   detector.start_monitoring();

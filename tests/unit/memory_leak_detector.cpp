@@ -95,7 +95,7 @@ TEST_CASE("leak detector: bad input gives clear errors", "[tools][leak_detector]
   CHECK_THAT(detector.report(), memlens_test::contains("needs 3 snapshots, 2 taken: growth only"));
 }
 
-TEST_CASE("leak detector: stops the tracing it started, and only that", "[tools][leak_detector]") {
+TEST_CASE("leak detector: stops the tracing it started and only that", "[tools][leak_detector]") {
   memlens::tracemalloc::stop();
   {
     MemoryLeakDetector detector({.nframe = 7});
@@ -181,7 +181,7 @@ TEST_CASE("leak detector: objects held only from outside the heap", "[tools][lea
   outside.clear();
 }
 
-TEST_CASE("leak detector: edges by index where the type names none, and by name across hops",
+TEST_CASE("leak detector: edges by index where the type names none and by name across hops",
           "[tools][leak_detector]") {
   auto bag = memlens::make<Bag>();
   bag->first = memlens::make<Blob>();
@@ -240,7 +240,7 @@ TEST_CASE("leak detector: a path longer than max_path_depth is not searched",
   }
 }
 
-TEST_CASE("leak detector: growing allocations that are not memlens objects, and those a leaked "
+TEST_CASE("leak detector: growing allocations that are not memlens objects and those a leaked "
           "type made",
           "[tools][leak_detector]") {
   raw_blocks.clear();

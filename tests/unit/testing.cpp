@@ -53,7 +53,7 @@ void leak_a_block(std::size_t size) {
 
 using namespace test_testing;
 
-TEST_CASE("testing: leaks_of names the leaked type, its line and its holder", "[testing]") {
+TEST_CASE("testing: leaks_of names the leaked type and its line and its holder", "[testing]") {
   holder = memlens::make<Holder>();
   const auto leaks = leaks_of([] { leak_a_node(); });
   REQUIRE(leaks.objects.size() == 1);
@@ -72,7 +72,7 @@ TEST_CASE("testing: leaks_of names the leaked type, its line and its holder", "[
   holder.reset();
 }
 
-TEST_CASE("testing: leaks_of reports plain allocations by site, above a threshold",
+TEST_CASE("testing: leaks_of reports plain allocations by site above a threshold",
           "[testing]") {
   kept_blocks.clear();
   const auto leaks = leaks_of([] { leak_a_block(300); });
@@ -121,7 +121,7 @@ TEST_CASE("testing: warm-up and repeat keep caches and one-time work from counti
   CHECK_THROWS_AS(leaks_of([] {}, {.repeat = 0}), memlens::ValueError);
 }
 
-TEST_CASE("testing: cycles the collector frees are not leaks, cycles held are",
+TEST_CASE("testing: cycles the collector frees are not leaks but cycles held are",
           "[testing][gc]") {
   CHECK(leaks_of([] {
           auto a = memlens::make<Node>();

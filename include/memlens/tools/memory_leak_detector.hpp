@@ -594,13 +594,15 @@ class MemoryLeakDetector {
   }
 
   /// Whether `site` was allocated inside the call at `caller`'s first frame: those frames are
-  /// among its callers, in order, as far as both go.
+  /// its own or its callers', in order, as far as both go. (A member's buffer made by the
+  /// object's constructor often shows the same user frames: memlens' and the standard
+  /// library's frames in between are not shown.)
   static bool called_from(const tracemalloc::Traceback& site, const tracemalloc::Traceback& caller) {
     if (caller.size() == 0) return false;
     const auto same = [](const tracemalloc::Frame& a, const tracemalloc::Frame& b) {
       return a.filename == b.filename && a.lineno == b.lineno;
     };
-    for (std::size_t p = 1; p < site.size(); ++p) {
+    for (std::size_t p = 0; p < site.size(); ++p) {
       if (!same(site[p], caller[0])) continue;
       bool match = true;
       for (std::size_t i = 1; match && p + i < site.size() && i < caller.size(); ++i) {

@@ -230,6 +230,50 @@ void tools() {
   expect(profiler.stop().growth.size() == 1, "MemoryProfiler");
 }
 
+// Object accounting by type and the leak detector, as pinned.
+struct Leaky : memlens::Object {
+  int payload = 0;
+};
+void leaks() {
+  std::vector<memlens::sys::TypeStats> stats = memlens::sys::type_stats();
+  expect(!stats.empty() && !stats.front().type_name.empty() && stats.front().created >= stats.front().count &&
+             stats.front().bytes > 0,
+         "sys::type_stats");
+  memlens::LeakDetectorOptions options;
+  options.nframe = 16;
+  options.min_snapshots = 3;
+  options.collect_first = true;
+  memlens::MemoryLeakDetector detector(options);
+  detector.start_monitoring();
+  std::vector<memlens::Ref<Leaky>> kept;
+  for (int round = 0; round < 3; ++round) {
+    const memlens::LeakSnapshot& snapshot = detector.take_snapshot("round");
+    expect(!snapshot.types.empty(), "LeakSnapshot");
+    kept.push_back(memlens::make<Leaky>());
+  }
+  detector.take_snapshot();
+  const memlens::LeakSnapshot copy = detector.snapshots().back();
+  const memlens::SnapshotComparison cmp =
+      memlens::MemoryLeakDetector::compare_snapshots(detector.snapshots().front(), copy);
+  const std::vector<memlens::TypeGrowth>& by_type = cmp.by_type;
+  const std::vector<memlens::tracemalloc::StatisticDiff>& by_site = cmp.by_site;
+  expect(!by_type.empty() && by_type.front().count_diff == 3 &&
+             by_type.front().count_after == by_type.front().count_before + 3 &&
+             by_type.front().size_diff > 0,
+         "compare_snapshots");
+  static_cast<void>(by_site);
+  std::vector<memlens::SuspectedLeak> found = detector.find_leaks();
+  expect(!found.empty() && found.front().count_growth == 2 && found.front().size_growth > 0,
+         "find_leaks");
+  const memlens::tracemalloc::Traceback& site = found.front().site;
+  const std::vector<memlens::PathStep>& path = found.front().retaining_path;
+  static_cast<void>(site);
+  for (const memlens::PathStep& step : path) expect(step.object != nullptr && step.edge.size() < 100, "PathStep");
+  found.clear();
+  expect(!detector.report().empty(), "report");
+  detector.stop_monitoring();
+}
+
 }  // namespace
 
 int main() {
@@ -239,5 +283,6 @@ int main() {
   collector();
   tracing();
   tools();
+  leaks();
   return failures == 0 ? 0 : 1;
 }
