@@ -3,6 +3,7 @@
 
 #include <fmt/core.h>
 
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,6 +22,15 @@ inline std::optional<std::string> json_field(std::string_view line, std::string_
     return std::string(value.substr(0, value.find('"')));
   }
   return std::string(value.substr(0, value.find_first_of(",}")));
+}
+
+/// The number `"key": ...` gives, or nullopt if the key is missing or not a number.
+inline std::optional<double> json_number(std::string_view line, std::string_view key) {
+  const auto text = json_field(line, key);
+  if (!text) return std::nullopt;
+  char* end = nullptr;
+  const double value = std::strtod(text->c_str(), &end);
+  return end == text->c_str() ? std::nullopt : std::optional(value);
 }
 
 }  // namespace memlens_bench

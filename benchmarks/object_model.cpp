@@ -7,13 +7,28 @@
 // boost::intrusive_ptr with a thread-safe counter, and a naive non-atomic intrusive pointer, the
 // floor any non-atomic Ref can reach. With two threads, what each side really pays: a Ref is
 // used under HeapLock (taken per copy, or once per 64 copies), a shared_ptr is copied freely.
+//
+// The type accounting (sys::type_stats: make counts each object it creates, destruction each it
+// frees) is compiled in or out by MEMLENS_TYPE_STATS, which must be the same in a whole program,
+// so its cost cannot be measured inside one process. CMake builds this file twice, alike but for
+// that macro: bench_object_model (accounting on, the default) and bench_object_model_untyped
+// (MEMLENS_TYPE_STATS=0). For that comparison each repetition is a child process that makes and
+// destroys a fixed number of objects in the loop the benchmarks use and reports its CPU time per
+// object: the accounting variant and std::make_shared run in this executable, the other variant
+// in bench_object_model_untyped, and the repetitions of all are interleaved at random, so that
+// every variant meets the same load from other processes. The benchmarks above run in this
+// process, with the accounting on, as a program built with the defaults.
 
 #include <benchmark/benchmark.h>
 #include <fmt/core.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <ctime>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -27,13 +42,20 @@
 #define MEMLENS_BENCH_HAVE_SINGLE_THREADED 1
 #endif
 
+#include "child_process.hpp"
+#include "json_field.hpp"
 #include "memlens/object.hpp"
+#include "memlens/sys.hpp"
 #include "memlens/threads.hpp"
 #include "memlens/weakref.hpp"
 
 #if MEMLENS_HAVE_BOOST
 #include <boost/smart_ptr/intrusive_ptr.hpp>
 #include <boost/smart_ptr/intrusive_ref_counter.hpp>
+#endif
+
+#ifndef MEMLENS_BENCH_UNTYPED_EXE
+#error "benchmarks/CMakeLists.txt defines MEMLENS_BENCH_UNTYPED_EXE, the untyped executable"
 #endif
 
 namespace {
@@ -118,6 +140,36 @@ constexpr const char* shared_copy_threads = "copy_destroy_2_threads/std::shared_
 /// Copies per HeapLock in the batched variant.
 constexpr int batch = 64;
 }  // namespace names
+
+/// Which executable a child process of the type accounting's comparison runs.
+enum class Program {
+  self,     // this one: MEMLENS_TYPE_STATS=1
+  untyped,  // bench_object_model_untyped: MEMLENS_TYPE_STATS=0
+};
+
+/// One variant of the type accounting's comparison; each repetition is a child process.
+struct LifetimeCase {
+  const char* name;  // the benchmark's
+  const char* loop;  // what the child makes and destroys: its --lifetimes= argument
+  Program program;
+};
+
+constexpr LifetimeCase kLifetimeCases[] = {
+    {"type_accounting/int/memlens::make", "int/make", Program::self},
+    {"type_accounting/int/memlens::make(MEMLENS_TYPE_STATS=0)", "int/make", Program::untyped},
+    {"type_accounting/int/std::make_shared", "int/make_shared", Program::self},
+    {"type_accounting/tracked/memlens::make", "tracked/make", Program::self},
+    {"type_accounting/tracked/memlens::make(MEMLENS_TYPE_STATS=0)", "tracked/make",
+     Program::untyped},
+    {"type_accounting/tracked/std::make_shared", "tracked/make_shared", Program::self},
+};
+/// Child processes per variant: the difference sought is a fraction of a nanosecond per object,
+/// below what one run on a shared machine can tell.
+constexpr int kLifetimeRepetitions = 9;
+/// Objects each child makes and destroys untimed, then timed: about 0.2 s of work, long enough
+/// that start-up and a scheduler tick do not count, short enough for many repetitions.
+constexpr std::int64_t kWarmUpLifetimes = std::int64_t{1} << 20;
+constexpr std::int64_t kLifetimes = std::int64_t{1} << 24;
 
 // ---------------------------------------------------------------------------------------------
 // Benchmark bodies. DoNotOptimize makes each pointer escape, so counts really go up and down
@@ -256,6 +308,119 @@ void register_benchmarks() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The type accounting's comparison. The child (`--lifetimes=<loop>`) prints one line: the marker,
+// then a flat JSON object.
+
+using memlens_bench::ChildRun;
+using memlens_bench::json_field;
+using memlens_bench::json_number;
+using memlens_bench::kReportMarker;
+using memlens_bench::run_child;
+
+/// The loop of make_and_destroy, `n` times; out of line, so both executables run it as a
+/// function of its own, aligned alike (-falign-functions in CMakeLists.txt).
+template <class Make>
+[[gnu::noinline]] void make_and_destroy_n(std::int64_t n, Make make) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    auto object = make();
+    benchmark::DoNotOptimize(object);
+  }
+}
+
+template <class Make>
+int time_lifetimes(Make make) {
+  // The pool's pages, the caches and the branch predictors warm, as in a running program.
+  make_and_destroy_n(kWarmUpLifetimes, make);
+  // std::clock is a system call: it stays out of the real-time window.
+  const std::clock_t cpu_start = std::clock();
+  const auto start = std::chrono::steady_clock::now();
+  make_and_destroy_n(kLifetimes, make);
+  const auto end = std::chrono::steady_clock::now();
+  const std::clock_t cpu_end = std::clock();
+  const double ns = std::chrono::duration<double, std::nano>(end - start).count();
+  const double cpu_ns = 1e9 * static_cast<double>(cpu_end - cpu_start) / CLOCKS_PER_SEC;
+  // What the accounting saw: every object made, with it; nothing, without.
+  std::uint64_t counted = 0;
+  for (const auto& type : memlens::sys::type_stats()) counted += type.created;
+  const auto per_object = [](double total) { return total / static_cast<double>(kLifetimes); };
+  fmt::print("{}{{\"type_stats\": {}, \"ns\": {:.4f}, \"cpu_ns\": {:.4f}, \"counted\": {}}}\n",
+             kReportMarker, MEMLENS_TYPE_STATS != 0, per_object(ns), per_object(cpu_ns), counted);
+  return 0;
+}
+
+/// The objects are those of the benchmarks above, made by the same expressions.
+int lifetimes_child(std::string_view loop) {
+  if (loop == "int/make") return time_lifetimes([] { return memlens::make<SmallObject>(); });
+  if (loop == "int/make_shared") {
+    return time_lifetimes([] { return std::make_shared<SmallValue>(); });
+  }
+  if (loop == "tracked/make") return time_lifetimes([] { return memlens::make<LinkedObject>(); });
+  if (loop == "tracked/make_shared") {
+    return time_lifetimes([] { return std::make_shared<LinkedValue>(); });
+  }
+  fmt::print(stderr, "unknown --lifetimes={}\n", loop);
+  return 2;
+}
+
+/// The executables the comparison runs.
+struct Programs {
+  std::string self;
+  std::string untyped;
+};
+Programs programs;
+
+/// Keeps the message alive for the State, which keeps only the pointer.
+void fail(benchmark::State& state, std::string message) {
+  static std::string kept;
+  kept = std::move(message);
+  state.SkipWithError(kept.c_str());
+}
+
+/// Each iteration is one child process; the time reported is its CPU time per object
+/// (UseManualTime): the loop is single-threaded and makes no system call, so that is its real
+/// time without the waits for a CPU that other processes cause. The real time is a counter.
+void measure_lifetimes(benchmark::State& state, const LifetimeCase& c) {
+  const bool untyped = c.program == Program::untyped;
+  const std::vector<std::string> command = {untyped ? programs.untyped : programs.self,
+                                            fmt::format("--lifetimes={}", c.loop)};
+  for (auto _ : state) {
+    const ChildRun run = run_child(command);
+    const auto ns = json_number(run.report, "ns");
+    const auto cpu_ns = json_number(run.report, "cpu_ns");
+    const auto counted = json_number(run.report, "counted");
+    const auto type_stats = json_field(run.report, "type_stats");
+    if (!run.exited_zero || !ns || !cpu_ns || !counted || !type_stats) {
+      return fail(state, run.problem(command.front()));
+    }
+    if ((*type_stats == "true") == untyped) {
+      return fail(state, fmt::format("{} was built with MEMLENS_TYPE_STATS={}", command.front(),
+                                     untyped ? 1 : 0));
+    }
+    const bool makes_memlens_objects = std::string_view(c.loop).ends_with("/make");
+    const double expected =
+        makes_memlens_objects && !untyped ? static_cast<double>(kWarmUpLifetimes + kLifetimes) : 0;
+    if (*counted != expected) {
+      return fail(state, fmt::format("type_stats counted {} objects made, expected {}", *counted,
+                                     expected));
+    }
+    state.SetIterationTime(*cpu_ns * 1e-9);
+    state.counters["real_ns"] = *ns;
+    state.counters["cpu/real"] = *cpu_ns / *ns;
+  }
+}
+
+void register_lifetime_benchmarks() {
+  for (const LifetimeCase& c : kLifetimeCases) {
+    benchmark::RegisterBenchmark(c.name, [c](benchmark::State& s) { measure_lifetimes(s, c); })
+        ->UseManualTime()
+        ->Iterations(1)
+        ->Repetitions(kLifetimeRepetitions)
+        ->ReportAggregatesOnly(true)
+        ->Unit(benchmark::kNanosecond);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Memory per object.
 
 std::size_t allocated_bytes = 0;
@@ -307,6 +472,10 @@ class SummaryReporter : public benchmark::ConsoleReporter {
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& run : runs) {
+      if (std::string_view(run.run_name.function_name).starts_with("type_accounting/")) {
+        record_lifetime(run);  // timed in a child: this process's CPU time says nothing
+        continue;
+      }
       if (run.error_occurred) continue;
       const double ns =
           run.GetAdjustedRealTime() * 1e9 / benchmark::GetTimeUnitMultiplier(run.time_unit);
@@ -336,7 +505,45 @@ class SummaryReporter : public benchmark::ConsoleReporter {
   /// time than CPU time): other processes competed with this one.
   double max_wait() const { return max_wait_; }
 
+  /// A type accounting case: the medians of its child processes.
+  struct Lifetime {
+    double cpu_ns = 0;     // CPU time per object
+    double real_ns = 0;    // real time per object
+    double cpu_share = 1;  // CPU time / real time: below 1, the child waited for a CPU
+  };
+
+  /// nullopt if the case did not run or failed.
+  std::optional<Lifetime> lifetime(const std::string& name) const {
+    const auto it = lifetimes_.find(name);
+    if (it == lifetimes_.end() || lifetime_errors_.count(name)) return std::nullopt;
+    return it->second;
+  }
+
+  /// Why the case failed; empty if it did not.
+  std::string lifetime_error(const std::string& name) const {
+    const auto it = lifetime_errors_.find(name);
+    return it == lifetime_errors_.end() ? std::string() : it->second;
+  }
+
  private:
+  void record_lifetime(const Run& run) {
+    const std::string& name = run.run_name.function_name;
+    if (run.error_occurred) {
+      lifetime_errors_[name] = run.error_message;
+      return;
+    }
+    if (run.aggregate_name != "median") return;
+    const auto counter = [&](const char* key) {
+      const auto it = run.counters.find(key);
+      return it == run.counters.end() ? 0 : it->second.value;
+    };
+    lifetimes_[name] = {
+        run.GetAdjustedRealTime() * 1e9 / benchmark::GetTimeUnitMultiplier(run.time_unit),
+        counter("real_ns"), counter("cpu/real")};
+  }
+
+  std::map<std::string, Lifetime> lifetimes_;
+  std::map<std::string, std::string> lifetime_errors_;
   std::map<std::string, std::vector<double>> iterations_;
   std::map<std::string, double> medians_;  // reported alone with --benchmark_report_aggregates_only
   double max_wait_ = 0;
@@ -377,6 +584,69 @@ bool shared_ptr_counts_are_atomic() {
 #else
   return true;  // older libstdc++ decides on __gthread_active_p, true once linked with pthread
 #endif
+}
+
+/// "0.63x": a ratio of times (below 1, the first is faster).
+std::string times_text(double ratio) { return fmt::format("{:.3f}x", ratio); }
+
+/// The type accounting's comparison: each variant's median over its child processes.
+void print_accounting(const SummaryReporter& results) {
+  fmt::print(
+      "\nMake an object, then destroy it, with the type accounting (sys::type_stats) and without "
+      "it (MEMLENS_TYPE_STATS=0):\nCPU time per object, each the median of {} child processes "
+      "({}M objects each), interleaved at random\n",
+      kLifetimeRepetitions, kLifetimes >> 20);
+  const auto row = [](std::string_view label, std::string_view with, std::string_view without,
+                      std::string_view shared, std::string_view with_shared,
+                      std::string_view without_shared, std::string_view with_without,
+                      std::string_view cost, std::string_view goal) {
+    std::string text =
+        fmt::format("  {:<26} {:>9} {:>9} {:>11}  {:>12} {:>12} {:>11} {:>10}  {}", label, with,
+                    without, shared, with_shared, without_shared, with_without, cost, goal);
+    text.erase(text.find_last_not_of(' ') + 1);
+    fmt::print("{}\n", text);
+  };
+  row("", "with", "without", "make_shared", "with /", "without /", "with /", "cost", "");
+  row("", "", "", "", "make_shared", "make_shared", "without", "per object", "");
+  double min_cpu_share = 1;
+  for (const char* kind : {"int", "tracked"}) {
+    const std::string prefix = fmt::format("type_accounting/{}/", kind);
+    const std::string names[] = {prefix + "memlens::make",
+                                 prefix + "memlens::make(MEMLENS_TYPE_STATS=0)",
+                                 prefix + "std::make_shared"};
+    std::optional<SummaryReporter::Lifetime> figures[3];
+    std::string problems;
+    for (int i = 0; i < 3; ++i) {
+      figures[i] = results.lifetime(names[i]);
+      if (figures[i]) min_cpu_share = std::min(min_cpu_share, figures[i]->cpu_share);
+      if (const std::string error = results.lifetime_error(names[i]); !error.empty()) {
+        problems += fmt::format("{}error in {}: {}", problems.empty() ? "" : "; ", names[i], error);
+      }
+    }
+    const auto& [with, without, shared] = figures;
+    const auto ns = [](const std::optional<SummaryReporter::Lifetime>& f) {
+      return f ? fmt::format("{:.2f} ns", f->cpu_ns) : std::string("n/a");
+    };
+    const auto over = [](const std::optional<SummaryReporter::Lifetime>& a,
+                         const std::optional<SummaryReporter::Lifetime>& b) {
+      return a && b ? times_text(a->cpu_ns / b->cpu_ns) : std::string();
+    };
+    std::string goal = "target with accounting no slower than make_shared: ";
+    goal += with && shared ? verdict(with->cpu_ns <= shared->cpu_ns) : "n/a";
+    if (!problems.empty()) goal = problems;
+    row(std::string_view(kind) == "int" ? "int payload, untracked" : "with a reference, tracked",
+        ns(with), ns(without), ns(shared), over(with, shared), over(without, shared),
+        over(with, without),
+        with && without ? fmt::format("{:+.2f} ns", with->cpu_ns - without->cpu_ns) : "", goal);
+  }
+  fmt::print(
+      "  Ratios are of times: below 1, the first is faster. The cost is what the accounting adds "
+      "to an object's life in\n  this loop as the compiler built it: the two counter updates, "
+      "and what they change in its inlining of make.\n");
+  if (min_cpu_share < 0.9) {
+    fmt::print("  Some children waited for a CPU (down to {:.0f}% of their time on one)\n",
+               100 * min_cpu_share);
+  }
 }
 
 void print_summary(const SummaryReporter& results) {
@@ -455,6 +725,8 @@ void print_summary(const SummaryReporter& results) {
       "Make an object, then destroy it: holding a null reference (memlens: tracked by the GC)",
       names::make_linked, names::make_shared_linked, names::new_linked);
 
+  print_accounting(results);
+
   fmt::print("\nLock a weak reference to a live object, then drop the result\n");
   const auto weak = results.ns(names::weak_lock);
   print_time_row("memlens::Weak::lock", weak);
@@ -490,9 +762,37 @@ int main(int argc, char** argv) {
   // second thread; real programs have threads, so start one and measure the atomic path.
   std::thread([] {}).join();
 
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  constexpr std::string_view child_flag = "--lifetimes=";
+  if (argc >= 2 && std::string_view(argv[1]).starts_with(child_flag)) {
+    return lifetimes_child(std::string_view(argv[1]).substr(child_flag.size()));
+  }
+  if (!MEMLENS_TYPE_STATS) {
+    fmt::print(stderr,
+               "This is the program without type accounting that bench_object_model runs (with "
+               "--lifetimes=...); run bench_object_model.\n");
+    return 2;
+  }
+  std::error_code error;
+  programs.self = std::filesystem::read_symlink("/proc/self/exe", error).string();
+  if (error) programs.self = argv[0];
+  programs.untyped = MEMLENS_BENCH_UNTYPED_EXE;
+  if (access(programs.untyped.c_str(), X_OK) != 0) {
+    fmt::print(stderr, "{} not found: build the target bench_object_model_untyped\n",
+               programs.untyped);
+    return 1;
+  }
+
+  // The type accounting's variants meet the same load from other processes: their repetitions
+  // are interleaved (a later --benchmark_enable_random_interleaving=false turns it off). The
+  // benchmarks that run in this process have one repetition each, in random order with them.
+  std::vector<char*> args(argv, argv + argc);
+  char interleave[] = "--benchmark_enable_random_interleaving=true";
+  args.insert(args.begin() + 1, interleave);
+  int args_count = static_cast<int>(args.size());
+  benchmark::Initialize(&args_count, args.data());
+  if (benchmark::ReportUnrecognizedArguments(args_count, args.data())) return 1;
   register_benchmarks();
+  register_lifetime_benchmarks();
   SummaryReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
