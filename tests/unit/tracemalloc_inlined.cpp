@@ -5,6 +5,7 @@
 // library's frames are skipped among those. The checks hold at -O0 too, where nothing is inlined;
 // they matter at -O2 (RelWithDebInfo). The helpers are plain functions, free to be inlined.
 // The global operator new is traced through memlens/track_new.hpp (tracemalloc_hook.cpp).
+#include <dlfcn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -323,4 +324,63 @@ TEST_CASE("tracemalloc: without a usable addr2line frames fall back as before", 
   } else {
     WARN("no line information: the fallback without -a -i is not checked");
   }
+}
+
+namespace test_tracemalloc_inlined {
+
+/// A function of this file, kept out of line so that its address is its own.
+[[gnu::noinline]] int symbolized_here(int x) {
+  escape(&x);
+  return x + 1;
+}
+
+}  // namespace test_tracemalloc_inlined
+
+TEST_CASE("tracemalloc: addresses in two modules symbolized together each get their own answer",
+          "[tracemalloc]") {
+  // The runs of addr2line for different modules overlap: each module's answers must still go to
+  // that module's addresses. In a child, whose symbol cache is fresh.
+  namespace trace = memlens::detail::trace;
+  void* in_libc = dlsym(RTLD_DEFAULT, "qsort");
+  REQUIRE(in_libc != nullptr);
+  Dl_info where{};
+  REQUIRE(dladdr(in_libc, &where) != 0);
+  REQUIRE(std::string(where.dli_fname).find("libc.so") != std::string::npos);
+  const bool lines = tmi::has_line_info();
+  pid_t child = fork();
+  if (child == 0) {
+    // Return addresses: symbolize looks at the call instruction, one byte before.
+    const auto here = reinterpret_cast<std::uintptr_t>(&tmi::symbolized_here) + 1;
+    const auto there = reinterpret_cast<std::uintptr_t>(in_libc) + 1;
+    // What addr2line says of each address alone, in its own module.
+    const auto alone = [](std::uintptr_t pc) {
+      for (const trace::Module& m : trace::loaded_modules()) {
+        for (const auto& [start, end] : m.segments) {
+          if (pc - 1 < start || pc - 1 >= end) continue;
+          std::vector<trace::InlineChain> out;
+          if (!m.path.empty() && trace::run_addr2line(m.path, {pc - 1 - m.bias}, out)) {
+            return out.front().back();
+          }
+        }
+      }
+      return trace::SymbolInfo{};
+    };
+    const trace::SymbolInfo mine_alone = alone(here);
+    const trace::SymbolInfo libc_alone = alone(there);
+    const auto chains = trace::symbolize({here, there});
+    const trace::SymbolInfo& mine = chains[0].back();
+    const trace::SymbolInfo& libc = chains[1].back();
+    int result = 0;
+    if (mine.function.find("symbolized_here") == std::string::npos) result |= 1;
+    if (lines && !tmi::ends_with(mine.filename, "unit/tracemalloc_inlined.cpp")) result |= 2;
+    if (libc.function.find("qsort") == std::string::npos) result |= 4;
+    if (mine.filename != mine_alone.filename || mine.lineno != mine_alone.lineno) result |= 8;
+    if (libc.filename != libc_alone.filename || libc.lineno != libc_alone.lineno) result |= 16;
+    _exit(result);
+  }
+  int status = 0;
+  REQUIRE(child > 0);
+  REQUIRE(waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -117,27 +118,46 @@ inline std::string shell_quote(std::string_view s) {
 /// ignores SIGCHLD, or reaps every child itself, leaves pclose nothing to wait for.
 inline constexpr int status_unknown = -2;
 
-/// Runs `command` through /bin/sh; returns its output's lines and its exit status (-1 when it
-/// could not be run or did not exit normally; 127 from the shell when the tool is missing;
-/// status_unknown).
-inline int run_command(const std::string& command, std::vector<std::string>& lines) {
-  lines.clear();
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return -1;
-  std::string line;
-  char buf[4096];
-  while (std::fgets(buf, sizeof(buf), pipe) != nullptr) {
-    line += buf;
-    if (!line.empty() && line.back() == '\n') {
-      line.pop_back();
-      lines.push_back(std::move(line));
-      line.clear();
-    }
+/**
+ * A command started through /bin/sh whose output is read later, so that several run at once.
+ * finish() returns the output's lines and the exit status (-1 when it could not be run or did
+ * not exit normally; 127 from the shell when the tool is missing; status_unknown).
+ */
+class StartedCommand {
+ public:
+  explicit StartedCommand(const std::string& command) : pipe_(popen(command.c_str(), "r")) {}
+  ~StartedCommand() {
+    if (pipe_ != nullptr) pclose(pipe_);
   }
-  if (!line.empty()) lines.push_back(std::move(line));
-  int status = pclose(pipe);
-  if (status == -1 && errno == ECHILD) return status_unknown;
-  return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  StartedCommand(const StartedCommand&) = delete;
+  StartedCommand& operator=(const StartedCommand&) = delete;
+
+  int finish(std::vector<std::string>& lines) {
+    lines.clear();
+    if (pipe_ == nullptr) return -1;
+    std::string line;
+    char buf[4096];
+    while (std::fgets(buf, sizeof(buf), pipe_) != nullptr) {
+      line += buf;
+      if (!line.empty() && line.back() == '\n') {
+        line.pop_back();
+        lines.push_back(std::move(line));
+        line.clear();
+      }
+    }
+    if (!line.empty()) lines.push_back(std::move(line));
+    const int status = pclose(std::exchange(pipe_, nullptr));
+    if (status == -1 && errno == ECHILD) return status_unknown;
+    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+ private:
+  FILE* pipe_;
+};
+
+/// Runs `command` through /bin/sh and waits for it: StartedCommand::finish's results.
+inline int run_command(const std::string& command, std::vector<std::string>& lines) {
+  return StartedCommand(command).finish(lines);
 }
 
 /// One frame from addr2line's two lines for it: the function ("??" when unknown) and
@@ -215,21 +235,37 @@ inline bool parse_addr2line_inlines(const std::vector<std::string>& lines,
  * `-i` is asked again without them, for one frame per address (the innermost). Returns false
  * when the tool is missing or its output cannot be read.
  */
+inline std::string addr2line_command(const std::string& tool, std::string_view options,
+                                     const std::string& path,
+                                     const std::vector<std::uintptr_t>& offsets) {
+  std::string command = shell_quote(tool) + " " + std::string(options) + " -e " + shell_quote(path);
+  for (std::uintptr_t off : offsets) command += " " + hex(off);
+  return command + " 2>/dev/null";
+}
+
+inline constexpr std::string_view addr2line_inline_options = "-a -i -f -C";
+
+/// The first tool run_addr2line tries: MEMLENS_ADDR2LINE, else llvm-addr2line.
+inline std::string first_addr2line_tool() {
+  const char* chosen = std::getenv("MEMLENS_ADDR2LINE");
+  return chosen && *chosen ? chosen : "llvm-addr2line";
+}
+
+/// `started`, when given, is the tool's run with addr2line_inline_options, already under way.
 inline bool run_addr2line_tool(const std::string& tool, const std::string& path,
                                const std::vector<std::uintptr_t>& offsets,
-                               std::vector<InlineChain>& out) {
-  std::string program = shell_quote(tool);
-  std::string arguments = " -e " + shell_quote(path);
-  for (std::uintptr_t off : offsets) arguments += " " + hex(off);
-  arguments += " 2>/dev/null";
+                               std::vector<InlineChain>& out, StartedCommand* started = nullptr) {
   std::vector<std::string> lines;
   // Without an exit status (status_unknown), the output is judged alone: the -a output echoes
   // every address, and the fallback's has two lines per address; a missing tool prints none.
-  int status = run_command(program + " -a -i -f -C" + arguments, lines);
+  int status =
+      started != nullptr
+          ? started->finish(lines)
+          : run_command(addr2line_command(tool, addr2line_inline_options, path, offsets), lines);
   if (status == 127 || status == -1) return false;  // not installed
   const bool ran = status == 0 || status == status_unknown;
   if (ran && parse_addr2line_inlines(lines, offsets, out)) return true;
-  status = run_command(program + " -f -C" + arguments, lines);
+  status = run_command(addr2line_command(tool, "-f -C", path, offsets), lines);
   if ((status != 0 && status != status_unknown) || lines.size() != offsets.size() * 2) {
     return false;
   }
@@ -249,14 +285,15 @@ inline bool run_addr2line_tool(const std::string& tool, const std::string& path,
  * two levels deep (push_back, then emplace_back) is blamed on a standard library line.
  */
 inline bool run_addr2line(const std::string& path, const std::vector<std::uintptr_t>& offsets,
-                          std::vector<InlineChain>& out) {
+                          std::vector<InlineChain>& out, StartedCommand* started = nullptr) {
   const char* chosen = std::getenv("MEMLENS_ADDR2LINE");
-  if (chosen && *chosen) return run_addr2line_tool(chosen, path, offsets, out);
+  if (chosen && *chosen) return run_addr2line_tool(chosen, path, offsets, out, started);
   bool found = false;
   std::size_t best_known = 0;
   for (const char* tool : {"llvm-addr2line", "addr2line"}) {
     std::vector<InlineChain> chains;
-    if (!run_addr2line_tool(tool, path, offsets, chains)) continue;
+    StartedCommand* first = std::exchange(started, nullptr);  // the first tool's run
+    if (!run_addr2line_tool(tool, path, offsets, chains, first)) continue;
     std::size_t known = 0;
     for (const InlineChain& chain : chains) known += chain.front().filename != "<unknown>";
     if (!found || known > best_known) {
@@ -314,29 +351,59 @@ inline std::vector<InlineChain> symbolize(const std::vector<std::uintptr_t>& pcs
         by_module[found].push_back(pc);
       }
     }
-    constexpr std::size_t batch = 512;  // keeps the command line well under ARG_MAX
-    for (auto& [m, list] : by_module) {
-      for (std::size_t first = 0; first < list.size(); first += batch) {
-        std::size_t last = std::min(list.size(), first + batch);
-        std::vector<std::uintptr_t> offsets;
-        for (std::size_t i = first; i < last; ++i) offsets.push_back(list[i] - 1 - modules[m].bias);
-        std::vector<InlineChain> chains;
-        bool ok = run_addr2line(modules[m].path, offsets, chains);
-        for (std::size_t i = first; i < last; ++i) {
-          SymbolInfo fallback = symbolize_with_dladdr(list[i]);
-          InlineChain chain;
-          if (ok) {
-            chain = std::move(chains[i - first]);
-            for (std::size_t k = 0; k < chain.size(); ++k) {
-              if (!chain[k].function.empty()) continue;
-              // dladdr names the function the address is in: the outermost frame of the chain.
-              chain[k].function = k + 1 == chain.size() ? fallback.function : hex(list[i]);
-            }
-          } else {
-            chain.push_back(std::move(fallback));
-          }
-          cache.symbols.emplace(list[i], std::move(chain));
+    // One addr2line run per batch of a module's addresses. A run spends most of its time
+    // reading the module's debug information, so all first runs start at once and are read in
+    // turn: a traceback that reaches from the program into libc costs one run's time, not two.
+    struct Batch {
+      std::size_t module;
+      const std::vector<std::uintptr_t>* pcs;
+      std::size_t first, last;
+      std::vector<std::uintptr_t> offsets;
+      std::unique_ptr<StartedCommand> started;
+    };
+    constexpr std::size_t batch_size = 512;  // keeps the command line well under ARG_MAX
+    std::vector<Batch> batches;
+    const std::string tool = first_addr2line_tool();
+    for (const auto& [m, list] : by_module) {
+      for (std::size_t first = 0; first < list.size(); first += batch_size) {
+        Batch& b = batches.emplace_back(
+            Batch{m, &list, first, std::min(list.size(), first + batch_size), {}, nullptr});
+        for (std::size_t i = b.first; i < b.last; ++i) {
+          b.offsets.push_back(list[i] - 1 - modules[m].bias);
         }
+      }
+    }
+    constexpr std::size_t at_once = 4;  // each run holds a module's debug information in memory
+    const auto start = [&](std::size_t j) {
+      if (j >= batches.size()) return;
+      Batch& b = batches[j];
+      b.started = std::make_unique<StartedCommand>(
+          addr2line_command(tool, addr2line_inline_options, modules[b.module].path, b.offsets));
+    };
+    for (std::size_t j = 0; j < at_once; ++j) start(j);
+    for (std::size_t j = 0; j < batches.size(); ++j) {
+      Batch& b = batches[j];
+      const std::vector<std::uintptr_t>& list = *b.pcs;
+      const std::size_t first = b.first;
+      const std::size_t last = b.last;
+      std::vector<InlineChain> chains;
+      const bool ok = run_addr2line(modules[b.module].path, b.offsets, chains, b.started.get());
+      b.started.reset();
+      start(j + at_once);
+      for (std::size_t i = first; i < last; ++i) {
+        SymbolInfo fallback = symbolize_with_dladdr(list[i]);
+        InlineChain chain;
+        if (ok) {
+          chain = std::move(chains[i - first]);
+          for (std::size_t k = 0; k < chain.size(); ++k) {
+            if (!chain[k].function.empty()) continue;
+            // dladdr names the function the address is in: the outermost frame of the chain.
+            chain[k].function = k + 1 == chain.size() ? fallback.function : hex(list[i]);
+          }
+        } else {
+          chain.push_back(std::move(fallback));
+        }
+        cache.symbols.emplace(list[i], std::move(chain));
       }
     }
   }

@@ -492,11 +492,18 @@ class MemoryLeakDetector {
     namespace d = memlens::detail;
     HeapFindings out;
     out.objects.resize(type_ids.size());
-    std::unordered_map<std::uint32_t, std::size_t> wanted;  // type index -> leak
-    for (std::size_t k = 0; k < type_ids.size(); ++k) {
-      if (type_ids[k] != 0) wanted.emplace(type_ids[k], k);
-    }
     d::trace::TracerScope untraced;  // the walk's memory is the detector's
+    // Leak index by type index: one load per reference on the walk's hot path. Types registered
+    // after this point (by a traverse that makes objects) are not wanted.
+    constexpr std::size_t none = static_cast<std::size_t>(-1);
+    std::vector<std::size_t> wanted_by_type(std::size_t{d::type_registry.count} + 1, none);
+    for (std::size_t k = 0; k < type_ids.size(); ++k) {
+      if (type_ids[k] != 0 && type_ids[k] < wanted_by_type.size()) wanted_by_type[type_ids[k]] = k;
+    }
+    const auto wanted = [&](std::uint32_t flags) {
+      const std::uint32_t type = flags >> d::flag::type_shift;
+      return type < wanted_by_type.size() ? wanted_by_type[type] : none;
+    };
     const d::HeapScan scan;
     roots_.clear();
     std::vector<Object*> queue;
@@ -504,8 +511,8 @@ class MemoryLeakDetector {
       for (Object* o = list->first(); o != list->end(); o = d::gc_head(o)->next) {
         std::uint32_t& f = d::Access::flags(o);
         if (!(f & d::flag::collecting)) continue;
-        if (auto it = wanted.find(f >> d::flag::type_shift); it != wanted.end()) {
-          Found& found = out.objects[it->second];
+        if (const std::size_t k = wanted(f); k != none) {
+          Found& found = out.objects[k];
           found.blocks.push_back(d::allocation_start(o));
           found.objects.push_back(o);
         }
@@ -522,15 +529,15 @@ class MemoryLeakDetector {
     auto reach = [&](Object* target) {
       if (d::Access::refcnt(target) == 0) return;  // being destroyed
       std::uint32_t& f = d::Access::flags(target);
-      const auto it = wanted.find(f >> d::flag::type_shift);
+      const std::size_t k = wanted(f);
       if (f & d::flag::tracked) {
         if (!(f & d::flag::collecting) || (f & d::flag::unreachable)) return;
         f |= d::flag::unreachable;
         d::gc_refs(target) = reinterpret_cast<std::uintptr_t>(from);
         queue.push_back(target);
-        if (it != wanted.end()) out.objects[it->second].reached.emplace_back(target, from);
-      } else if (it != wanted.end() && untracked_seen.insert(target).second) {
-        Found& found = out.objects[it->second];
+        if (k != none) out.objects[k].reached.emplace_back(target, from);
+      } else if (k != none && untracked_seen.insert(target).second) {
+        Found& found = out.objects[k];
         found.reached.emplace_back(target, from);
         found.blocks.push_back(d::allocation_start(target));
         found.objects.push_back(target);
@@ -539,8 +546,9 @@ class MemoryLeakDetector {
     Targets<decltype(reach)&> visit(reach);
     // Roots of a wanted type are reached from nothing.
     for (Object* root : queue) {
-      const auto it = wanted.find(d::Access::flags(root) >> d::flag::type_shift);
-      if (it != wanted.end()) out.objects[it->second].reached.emplace_back(root, nullptr);
+      if (const std::size_t k = wanted(d::Access::flags(root)); k != none) {
+        out.objects[k].reached.emplace_back(root, nullptr);
+      }
     }
     std::size_t level_end = queue.size();
     std::size_t depth = 0;
