@@ -877,17 +877,10 @@ inline std::vector<std::uint32_t> traceback_ids(const std::vector<const void*>& 
   return ids;
 }
 
-/// Traceback `id` of a fresh snapshot (one take_snapshot made), symbolized alone.
-inline Traceback traceback_in(const Snapshot& snapshot, std::uint32_t id) {
-  const SnapshotData& from = snapshot_data(snapshot);
-  if (id >= from.records.size()) return Traceback();
-  auto one = std::make_shared<SnapshotData>();
-  one->skip_std = from.skip_std;
-  one->traceback_limit = from.traceback_limit;
-  const auto& r = from.records[id];
-  one->records.push_back(memlens::detail::trace::TracebackRecord{r.hash, 0, r.count, r.total});
-  one->pcs.assign(from.pcs.begin() + r.offset, from.pcs.begin() + r.offset + r.count);
-  return one->symbolized().front();
+/// The traceback of each record of a snapshot, by the tracer's index, symbolized together
+/// once per snapshot (the data is shared and was made mutable; only its cache is filled).
+inline const std::vector<Traceback>& tracebacks_by_id(const Snapshot& snapshot) {
+  return const_cast<SnapshotData&>(snapshot_data(snapshot)).symbolized();
 }
 
 }  // namespace detail

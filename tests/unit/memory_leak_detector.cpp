@@ -244,6 +244,7 @@ TEST_CASE("leak detector: growing allocations that are not memlens objects and t
           "type made",
           "[tools][leak_detector]") {
   raw_blocks.clear();
+  raw_blocks.reserve(256);  // its growth would be at the raw blocks' line
   auto sessions = memlens::make<Sessions>();
   MemoryLeakDetector detector;
   detector.start_monitoring();

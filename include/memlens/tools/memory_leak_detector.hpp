@@ -264,46 +264,44 @@ class MemoryLeakDetector {
       const auto id = ids_by_name.find(last.type_name);
       type_ids.push_back(id == ids_by_name.end() ? 0 : id->second);
     }
-    // Allocation sites, by the tracer's traceback index (one per distinct stack).
-    std::vector<SiteCounts> sites;
-    for (const LeakSnapshot* s : window) sites.push_back(site_counts(*s));
-    std::vector<std::uint32_t> growing_sites;
-    for (const auto& [id, last] : sites.back()) {
+    // Allocation sites, by the frames a report shows (site_key).
+    std::vector<Sites> sites;
+    for (const LeakSnapshot* s : window) sites.push_back(sites_of(*s));
+    std::vector<std::string> growing_sites;
+    for (const auto& [key, last] : sites.back().counts) {
       bool grew = true;
-      std::size_t previous = site_count(sites.front(), window.front(), window.back(), id).count;
+      std::size_t previous = count_of(sites.front(), key).count;
       for (std::size_t i = 1; i < sites.size() && grew; ++i) {
-        const std::size_t now = site_count(sites[i], window[i], window.back(), id).count;
+        const std::size_t now = count_of(sites[i], key).count;
         grew = now > previous;
         previous = now;
       }
-      if (grew) growing_sites.push_back(id);
+      if (grew) growing_sites.push_back(key);
     }
     std::sort(growing_sites.begin(), growing_sites.end());
     // Where the leaked types' objects are, who holds them, and where they were made.
-    std::unordered_set<std::uint32_t> explained;
+    std::unordered_set<std::string> explained;
     if (!leaks.empty()) {
       HeapFindings found = walk_heap(type_ids);
       for (std::size_t k = 0; k < leaks.size(); ++k) {
-        explain(leaks[k], type_ids[k], found.objects[k], sites, window, growing_sites,
-                explained);
+        explain(leaks[k], type_ids[k], found.objects[k], sites, growing_sites, explained);
       }
     }
     // Sites that no leaked type explains.
-    const SiteCounts& first_sites = sites.front();
-    for (std::uint32_t id : growing_sites) {
-      if (explained.count(id)) continue;
+    for (const std::string& key : growing_sites) {
+      if (explained.count(key)) continue;
       SuspectedLeak leak;
-      const SiteCount first = site_count(first_sites, window.front(), window.back(), id);
-      const SiteCount last = sites.back().at(id);
+      const SiteCount first = count_of(sites.front(), key);
+      const SiteCount last = sites.back().counts.at(key);
       leak.count_growth = signed_diff(last.count, first.count);
       leak.size_growth = signed_diff(last.size, first.size);
       std::size_t previous = first.count;
       for (std::size_t i = 1; i < sites.size(); ++i) {
-        const std::size_t now = site_count(sites[i], window[i], window.back(), id).count;
+        const std::size_t now = count_of(sites[i], key).count;
         leak.count_per_interval.push_back(signed_diff(now, previous));
         previous = now;
       }
-      leak.site = tracemalloc::detail::traceback_in(window.back()->traces, id);
+      leak.site = sites.back().traceback(key);
       for (const auto& type_leak : leaks) {
         if (!type_leak.type_name.empty() && called_from(leak.site, type_leak.site)) {
           leak.made_with = type_leak.type_name;
@@ -400,7 +398,22 @@ class MemoryLeakDetector {
     std::size_t count = 0;
     std::size_t size = 0;
   };
-  using SiteCounts = std::unordered_map<std::uint32_t, SiteCount>;
+  /// The traced blocks of one snapshot by site.
+  struct Sites {
+    const tracemalloc::Snapshot* snapshot = nullptr;
+    std::vector<std::string> key_of;                         // by traceback index
+    std::unordered_map<std::string, SiteCount> counts;       // by site key
+    std::unordered_map<std::string, std::uint32_t> some_id;  // a traceback index of each key
+
+    const std::string* key(std::uint32_t id) const {
+      return id < key_of.size() ? &key_of[id] : nullptr;
+    }
+    tracemalloc::Traceback traceback(const std::string& site) const {
+      const auto it = some_id.find(site);
+      if (it == some_id.end()) return {};
+      return tracemalloc::detail::tracebacks_by_id(*snapshot)[it->second];
+    }
+  };
 
   /// What the heap walk found for each leaked type: objects in walk order (nearest a root
   /// first), with the tracked object that refers to each (nullptr for a root), and every
@@ -449,26 +462,52 @@ class MemoryLeakDetector {
   }
 
   /// Traces per traceback index in one snapshot.
-  static SiteCounts site_counts(const LeakSnapshot& s) {
-    SiteCounts out;
+  /**
+   * What makes two tracebacks one allocation site: the frames a report shows (file, line,
+   * function), as Python's tracemalloc compares its tracebacks, not the return addresses. An
+   * optimizing compiler gives one line several (an unrolled loop, inlined copies of a function),
+   * and a frame-pointer walk through code built without frame pointers reads stack garbage
+   * beyond it, different at every call: the key stops at the first frame no symbol names. A
+   * traceback without any named frame is its own site (the tracer's index).
+   */
+  static std::string site_key(const tracemalloc::Traceback& traceback, std::uint32_t id) {
+    std::string key;
+    for (const tracemalloc::Frame& f : traceback) {
+      const bool unnamed = f.function.empty() || f.function.rfind("0x", 0) == 0;
+      if (f.filename == "<unknown>" && unnamed) break;
+      key += f.filename;
+      key += ':';
+      key += std::to_string(f.lineno);
+      key += ' ';
+      key += f.function;
+      key += '\n';
+    }
+    return key.empty() ? "#" + std::to_string(id) : key;
+  }
+
+  /// The traced blocks of snapshot `s` by site (symbolizes its tracebacks, once per snapshot).
+  static Sites sites_of(const LeakSnapshot& s) {
+    Sites out;
+    out.snapshot = &s.traces;
+    const auto& tracebacks = tracemalloc::detail::tracebacks_by_id(s.traces);
+    out.key_of.reserve(tracebacks.size());
+    for (std::size_t id = 0; id < tracebacks.size(); ++id) {
+      out.key_of.push_back(site_key(tracebacks[id], static_cast<std::uint32_t>(id)));
+    }
     for (const auto& t : tracemalloc::detail::snapshot_data(s.traces).traces) {
-      SiteCount& c = out[t.traceback];
+      const std::string* key = out.key(t.traceback);
+      if (key == nullptr) continue;
+      SiteCount& c = out.counts[*key];
       c.count += 1;
       c.size += t.size;
+      out.some_id.emplace(*key, t.traceback);
     }
     return out;
   }
 
-  /// Site `id` of the latest snapshot in an older one: the tracer numbers tracebacks from 0 again
-  /// after clear_traces or a restart, so an index only counts if it names the same stack.
-  static SiteCount site_count(const SiteCounts& counts, const LeakSnapshot* in,
-                              const LeakSnapshot* latest, std::uint32_t id) {
-    const auto it = counts.find(id);
-    if (it == counts.end()) return {};
-    const auto& a = tracemalloc::detail::snapshot_data(in->traces).records;
-    const auto& b = tracemalloc::detail::snapshot_data(latest->traces).records;
-    if (id >= a.size() || id >= b.size() || a[id].hash != b[id].hash) return {};
-    return it->second;
+  static SiteCount count_of(const Sites& sites, const std::string& key) {
+    const auto it = sites.counts.find(key);
+    return it == sites.counts.end() ? SiteCount{} : it->second;
   }
 
   /// Reports each reference's target to `f` (the generic path: names are not needed here).
@@ -623,56 +662,60 @@ class MemoryLeakDetector {
 
   /// Fills the site and the retaining path of a leaked type from what the walk found.
   void explain(SuspectedLeak& leak, std::uint32_t type_id, const Found& found,
-               const std::vector<SiteCounts>& sites, const std::vector<const LeakSnapshot*>& window,
-               const std::vector<std::uint32_t>& growing_sites,
-               std::unordered_set<std::uint32_t>& explained) {
+               const std::vector<Sites>& sites, const std::vector<std::string>& growing_sites,
+               std::unordered_set<std::string>& explained) {
     namespace d = memlens::detail;
-    // The site: the traceback most of the type's objects have, weighed by how much it grew
+    // The site: the one most of the type's objects come from, weighed by how much it grew
     // over the window, so that old objects made elsewhere do not hide the leaking line.
+    const Sites& last_sites = sites.back();
     const std::vector<std::uint32_t> ids = tracemalloc::detail::traceback_ids(found.blocks);
-    std::unordered_map<std::uint32_t, std::size_t> tally;
+    std::unordered_map<std::string, std::size_t> tally;
     for (std::uint32_t id : ids) {
-      if (id != d::trace::TracebackTable::none) ++tally[id];
+      if (const std::string* key = last_sites.key(id)) ++tally[*key];
     }
-    std::uint32_t site = d::trace::TracebackTable::none;
+    std::string site;
     std::ptrdiff_t best = -1;
     std::size_t best_count = 0;
-    for (const auto& [id, count] : tally) {
-      const std::size_t before =
-          site_count(sites.front(), window.front(), window.back(), id).count;
+    for (const auto& [key, count] : tally) {
+      const std::size_t before = count_of(sites.front(), key).count;
       const std::ptrdiff_t grew = std::max<std::ptrdiff_t>(0, signed_diff(count, before));
       if (grew > best || (grew == best && count > best_count) ||
-          (grew == best && count == best_count && id < site)) {
-        site = id;
+          (grew == best && count == best_count && key < site)) {
+        site = key;
         best = grew;
         best_count = count;
       }
     }
-    if (site == d::trace::TracebackTable::none && type_id != 0) {
-      // No object seen (held only from outside the heap): the growing site whose blocks have
-      // the type's size and whose growth comes closest to the type's.
+    if (site.empty() && type_id != 0) {
+      // No object seen (held only from outside the heap): a growing site that made at least
+      // as many blocks of the type's size as the type grew, the closest in count; one whose
+      // blocks are all of that size first (others may share the line: the vector holding them).
       const std::size_t block = d::type_registry.records[type_id]->size;
-      std::size_t best_gap = static_cast<std::size_t>(-1);
-      for (std::uint32_t id : growing_sites) {
-        const SiteCount last = sites.back().at(id);
-        if (last.count == 0 || last.size != last.count * block) continue;
-        const SiteCount first = site_count(sites.front(), window.front(), window.back(), id);
+      std::pair<bool, std::size_t> best_fit{true, static_cast<std::size_t>(-1)};
+      for (const std::string& key : growing_sites) {
+        const SiteCount last = last_sites.counts.at(key);
+        const SiteCount first = count_of(sites.front(), key);
         const std::ptrdiff_t grew = signed_diff(last.count, first.count);
-        const std::size_t gap = static_cast<std::size_t>(
-            grew > leak.count_growth ? grew - leak.count_growth : leak.count_growth - grew);
-        if (gap < best_gap) {
-          best_gap = gap;
-          site = id;
+        const std::ptrdiff_t grew_size = signed_diff(last.size, first.size);
+        if (grew <= 0 || grew_size < grew * static_cast<std::ptrdiff_t>(block)) continue;
+        const std::pair<bool, std::size_t> fit{
+            last.size != last.count * block,
+            static_cast<std::size_t>(grew > leak.count_growth ? grew - leak.count_growth
+                                                               : leak.count_growth - grew)};
+        if (fit < best_fit) {
+          best_fit = fit;
+          site = key;
         }
       }
     }
-    if (site != d::trace::TracebackTable::none) {
+    if (!site.empty()) {
       explained.insert(site);
-      leak.site = tracemalloc::detail::traceback_in(window.back()->traces, site);
-      if (leak.site.size() == 0) {  // made after the last snapshot: ask the tracer
+      leak.site = last_sites.traceback(site);
+      if (leak.site.size() == 0) {  // no block of the last snapshot has it: from one object's
         for (std::size_t i = 0; i < ids.size(); ++i) {
-          if (ids[i] != site) continue;
-          if (auto tb = tracemalloc::get_object_traceback(found.blocks[i])) leak.site = *tb;
+          const std::string* key = last_sites.key(ids[i]);
+          if (key == nullptr || *key != site) continue;
+          leak.site = tracemalloc::detail::tracebacks_by_id(*last_sites.snapshot)[ids[i]];
           break;
         }
       }
@@ -686,7 +729,8 @@ class MemoryLeakDetector {
     for (std::size_t i = 0; i < found.objects.size(); ++i) id_of.emplace(found.objects[i], ids[i]);
     for (const auto& [object, referrer] : found.reached) {
       const auto it = id_of.find(object);
-      const bool at_site = it != id_of.end() && it->second == site;
+      const std::string* key = it == id_of.end() ? nullptr : last_sites.key(it->second);
+      const bool at_site = key != nullptr && !site.empty() && *key == site;
       const std::size_t depth = chains_.at(object).size();
       if (!target || (at_site && !target_at_site) ||
           (at_site == target_at_site && depth <= target_depth)) {
