@@ -230,7 +230,8 @@ TEST_CASE("leak detector: a path longer than max_path_depth is not searched",
       detector.take_snapshot();
       for (int i = 0; i < 4; ++i) deepest->blobs.push_back(memlens::make<Blob>());
     }
-    const auto* blob = leak_of(detector.find_leaks(), "test_leak_detector::Blob");
+    const auto leaks = detector.find_leaks();
+    const auto* blob = leak_of(leaks, "test_leak_detector::Blob");
     REQUIRE(blob != nullptr);
     if (depth == 3) {
       CHECK(blob->retaining_path.empty());

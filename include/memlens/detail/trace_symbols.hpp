@@ -447,16 +447,32 @@ inline bool names_std_function(std::string_view function) {
          head.find("__gnu_cxx::") != std::string_view::npos;
 }
 
+/// Whether a demangled function name has a parameter list: a '(' outside its template
+/// arguments (those may hold function types and lambdas of functions, with parentheses).
+inline bool has_parameter_list(std::string_view function) {
+  int depth = 0;
+  for (char c : function) {
+    if (c == '<') ++depth;
+    if (c == '>' && depth > 0) --depth;
+    if (c == '(' && depth == 0) return true;
+  }
+  return false;
+}
+
 /// Frames of the standard library: in its headers or its shared library. A frame whose location
 /// is in a standard header but whose function is not (clang's debug information sometimes gives
 /// std code inlined into a user's function without the inline record) stays the user's frame:
 /// dropping it would blame the caller, a line that did not allocate. A user's function template
-/// with std types in its template arguments counts as std there.
+/// with std types in its template arguments counts as std there. A name without a parameter
+/// list is the short name the debug information gives an inlined function (g++: `_M_create<...>`
+/// for std::function's, without its namespace), never a user's function's full name: in a
+/// standard header, that is the library's code.
 inline bool is_std_frame(const SymbolInfo& f) {
   if (f.filename.find("/include/c++/") != std::string::npos ||
       f.filename.find("/c++/v1/") != std::string::npos) {
     const bool unknown_function = f.function.empty() || starts_with(f.function, "0x");
-    return unknown_function || names_std_function(f.function);
+    const bool short_name = !has_parameter_list(f.function);
+    return unknown_function || short_name || names_std_function(f.function);
   }
   return f.filename == "<unknown>" &&
          (starts_with(f.function, "std::") || starts_with(f.function, "__gnu_cxx::"));
