@@ -116,9 +116,11 @@ class NaivePtr {
 namespace names {
 constexpr const char* ref_copy = "copy_destroy/memlens::Ref";
 constexpr const char* shared_copy = "copy_destroy/std::shared_ptr";
+#if MEMLENS_HAVE_BOOST
 constexpr const char* boost_safe_copy = "copy_destroy/boost::intrusive_ptr<thread_safe_counter>";
 constexpr const char* boost_unsafe_copy =
     "copy_destroy/boost::intrusive_ptr<thread_unsafe_counter>";
+#endif
 constexpr const char* naive_copy = "copy_destroy/naive_intrusive_ptr";
 
 constexpr const char* make_small = "make_destroy/int/memlens::make";
