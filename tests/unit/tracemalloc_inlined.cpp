@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "child_process.hpp"
 #include "memlens_test.hpp"
 #include "unit/tracemalloc_test.hpp"
 
@@ -350,11 +351,10 @@ TEST_CASE("tracemalloc: addresses in two modules symbolized together each get th
   REQUIRE(dladdr(reinterpret_cast<void*>(&tmi::symbolized_here), &here) != 0);
   REQUIRE(where.dli_fbase != here.dli_fbase);
   const bool lines = tmi::has_line_info();
-  pid_t child = fork();
-  if (child == 0) {
+  const auto outcome = test_child::spawn([&] {
     // Return addresses: symbolize looks at the call instruction, one byte before.
-    const auto here = reinterpret_cast<std::uintptr_t>(&tmi::symbolized_here) + 1;
-    const auto there = reinterpret_cast<std::uintptr_t>(in_libc) + 1;
+    const auto mine_pc = reinterpret_cast<std::uintptr_t>(&tmi::symbolized_here) + 1;
+    const auto libc_pc = reinterpret_cast<std::uintptr_t>(in_libc) + 1;
     // What addr2line says of each address alone, in its own module.
     const auto alone = [](std::uintptr_t pc) {
       for (const trace::Module& m : trace::loaded_modules()) {
@@ -368,9 +368,9 @@ TEST_CASE("tracemalloc: addresses in two modules symbolized together each get th
       }
       return trace::SymbolInfo{};
     };
-    const trace::SymbolInfo mine_alone = alone(here);
-    const trace::SymbolInfo libc_alone = alone(there);
-    const auto chains = trace::symbolize({here, there});
+    const trace::SymbolInfo mine_alone = alone(mine_pc);
+    const trace::SymbolInfo libc_alone = alone(libc_pc);
+    const auto chains = trace::symbolize({mine_pc, libc_pc});
     const trace::SymbolInfo& mine = chains[0].back();
     const trace::SymbolInfo& libc = chains[1].back();
     int result = 0;
@@ -380,10 +380,7 @@ TEST_CASE("tracemalloc: addresses in two modules symbolized together each get th
     if (mine.filename != mine_alone.filename || mine.lineno != mine_alone.lineno) result |= 8;
     if (libc.filename != libc_alone.filename || libc.lineno != libc_alone.lineno) result |= 16;
     _exit(result);
-  }
-  int status = 0;
-  REQUIRE(child > 0);
-  REQUIRE(waitpid(child, &status, 0) == child);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
+  }, 120);
+  INFO(outcome.output);
+  CHECK(outcome.exited_with(0));
 }

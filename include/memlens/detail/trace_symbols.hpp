@@ -245,10 +245,16 @@ inline std::string addr2line_command(const std::string& tool, std::string_view o
 
 inline constexpr std::string_view addr2line_inline_options = "-a -i -f -C";
 
+/// The tool MEMLENS_ADDR2LINE names, or nullptr when it is unset or empty.
+inline const char* chosen_addr2line() {
+  const char* chosen = std::getenv("MEMLENS_ADDR2LINE");
+  return chosen && *chosen ? chosen : nullptr;
+}
+
 /// The first tool run_addr2line tries: MEMLENS_ADDR2LINE, else llvm-addr2line.
 inline std::string first_addr2line_tool() {
-  const char* chosen = std::getenv("MEMLENS_ADDR2LINE");
-  return chosen && *chosen ? chosen : "llvm-addr2line";
+  const char* chosen = chosen_addr2line();
+  return chosen ? chosen : "llvm-addr2line";
 }
 
 /// `started`, when given, is the tool's run with addr2line_inline_options, already under way.
@@ -286,8 +292,9 @@ inline bool run_addr2line_tool(const std::string& tool, const std::string& path,
  */
 inline bool run_addr2line(const std::string& path, const std::vector<std::uintptr_t>& offsets,
                           std::vector<InlineChain>& out, StartedCommand* started = nullptr) {
-  const char* chosen = std::getenv("MEMLENS_ADDR2LINE");
-  if (chosen && *chosen) return run_addr2line_tool(chosen, path, offsets, out, started);
+  if (const char* chosen = chosen_addr2line()) {
+    return run_addr2line_tool(chosen, path, offsets, out, started);
+  }
   bool found = false;
   std::size_t best_known = 0;
   for (const char* tool : {"llvm-addr2line", "addr2line"}) {

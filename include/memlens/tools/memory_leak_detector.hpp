@@ -461,7 +461,6 @@ class MemoryLeakDetector {
     return out;
   }
 
-  /// Traces per traceback index in one snapshot.
   /**
    * What makes two tracebacks one allocation site: the frames a report shows (file, line,
    * function), as Python's tracemalloc compares its tracebacks, not the return addresses. An
@@ -492,7 +491,8 @@ class MemoryLeakDetector {
     const auto& tracebacks = tracemalloc::detail::tracebacks_by_id(s.traces);
     out.key_of.reserve(tracebacks.size());
     for (std::size_t id = 0; id < tracebacks.size(); ++id) {
-      out.key_of.push_back(site_key(tracebacks[id], static_cast<std::uint32_t>(id)));
+      const auto index = static_cast<std::uint32_t>(id);
+      out.some_id.emplace(out.key_of.emplace_back(site_key(tracebacks[id], index)), index);
     }
     for (const auto& t : tracemalloc::detail::snapshot_data(s.traces).traces) {
       const std::string* key = out.key(t.traceback);
@@ -500,7 +500,6 @@ class MemoryLeakDetector {
       SiteCount& c = out.counts[*key];
       c.count += 1;
       c.size += t.size;
-      out.some_id.emplace(*key, t.traceback);
     }
     return out;
   }
@@ -711,14 +710,6 @@ class MemoryLeakDetector {
     if (!site.empty()) {
       explained.insert(site);
       leak.site = last_sites.traceback(site);
-      if (leak.site.size() == 0) {  // no block of the last snapshot has it: from one object's
-        for (std::size_t i = 0; i < ids.size(); ++i) {
-          const std::string* key = last_sites.key(ids[i]);
-          if (key == nullptr || *key != site) continue;
-          leak.site = tracemalloc::detail::tracebacks_by_id(*last_sites.snapshot)[ids[i]];
-          break;
-        }
-      }
     }
     // The path: to an object made at the site (else any), nearest a root; of those, the last
     // reached, which in a container is the newest.
