@@ -90,6 +90,18 @@ __attribute__((noinline)) Walk walk_at_depth(int depth, bool unwind, int max) {
   return w;
 }
 
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool kThreadSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+inline constexpr bool kThreadSanitizer = true;
+#else
+inline constexpr bool kThreadSanitizer = false;
+#endif
+#else
+inline constexpr bool kThreadSanitizer = false;
+#endif
+
 /// Runs `body` on a thread with a stack of `bytes`, for recursions deeper than the main
 /// thread's stack allows.
 void run_on_big_stack(std::size_t bytes, std::function<void()> body) {
@@ -291,11 +303,17 @@ TEST_CASE("tracemalloc: the stack walks count the frames they do not store up to
     CHECK(exact.total == whole.total);
 
     // 70000 frames: the count stops at 65535 (CPython's 16 bits) rather than wrap around.
-    tn::Walk deepest;
-    tn::run_on_big_stack(std::size_t{256} << 20,
-                         [&] { deepest = tn::walk_at_depth(70000, unwind, 2); });
-    CHECK(deepest.stored == 2);
-    CHECK(deepest.total == 65535);
+    // Not under ThreadSanitizer: its runtime once deadlocked in this recursion (a signal taken
+    // while it switched trace parts); the other builds check the count.
+    if (tn::kThreadSanitizer) {
+      WARN("ThreadSanitizer build: the 70000-frame walk is checked by the other builds");
+    } else {
+      tn::Walk deepest;
+      tn::run_on_big_stack(std::size_t{256} << 20,
+                           [&] { deepest = tn::walk_at_depth(70000, unwind, 2); });
+      CHECK(deepest.stored == 2);
+      CHECK(deepest.total == 65535);
+    }
   }
 }
 
