@@ -118,6 +118,7 @@ struct TypeStats {
   std::size_t bytes = 0;        ///< their blocks, as make requested them: collector links included
   std::uint64_t created = 0;    ///< objects make ever created (not those whose constructor threw)
   std::uint64_t collected = 0;  ///< objects the cycle collector freed (the rest died by count)
+  std::size_t object_size = 0;  ///< the block of one object, as `bytes` counts it
 };
 
 /**
@@ -137,7 +138,7 @@ inline std::vector<TypeStats> type_stats() {
     const detail::TypeRecord& type = *registry.records[id];
     const auto live = static_cast<std::size_t>(c.created - c.freed);
     out.push_back({detail::demangle(type.shown->name()), live, live * type.size, c.created,
-                   c.collected});
+                   c.collected, type.size});
   }
   std::sort(out.begin(), out.end(), [](const TypeStats& a, const TypeStats& b) {
     if (a.bytes != b.bytes) return a.bytes > b.bytes;

@@ -883,6 +883,42 @@ inline const std::vector<Traceback>& tracebacks_by_id(const Snapshot& snapshot) 
   return const_cast<SnapshotData&>(snapshot_data(snapshot)).symbolized();
 }
 
+/**
+ * For each traceback index in `ids`, the functions of the library frames that allocated before
+ * the user's line (memlens' and the standard library's, innermost first): what kind of block
+ * it is (a vector's regrowth, a map's node). Empty lists for a snapshot loaded from a file,
+ * which keeps the shown frames only.
+ */
+inline std::vector<std::vector<std::string>> allocating_functions(
+    const Snapshot& snapshot, const std::vector<std::uint32_t>& ids) {
+  namespace t = memlens::detail::trace;
+  const SnapshotData& data = snapshot_data(snapshot);
+  std::vector<std::vector<std::string>> out(ids.size());
+  std::vector<std::uintptr_t> pcs;
+  for (std::uint32_t id : ids) {
+    if (id >= data.records.size()) continue;
+    const auto& r = data.records[id];
+    pcs.insert(pcs.end(), data.pcs.begin() + r.offset, data.pcs.begin() + r.offset + r.count);
+  }
+  if (pcs.empty()) return out;
+  const t::SymbolTable symbols(std::move(pcs));
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] >= data.records.size()) continue;
+    const auto& r = data.records[ids[i]];
+    bool user = false;
+    for (std::size_t k = 0; k < r.count && !user; ++k) {
+      for (const t::SymbolInfo& f : symbols.chain(data.pcs[r.offset + k])) {
+        if (!t::is_memlens_frame(f) && !t::is_std_frame(f)) {
+          user = true;
+          break;
+        }
+        out[i].push_back(f.function);
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace detail
 
 /// Where a memlens object was made (Python's get_object_traceback(obj)): the traceback of the

@@ -187,9 +187,27 @@ class MemoryLeakDetector {
     // interval.
     memlens::detail::trace::TracerScope untraced;
     snapshot.types = sys::type_stats();
+    return add_snapshot(std::move(snapshot));
+  }
+
+  /**
+   * Records a moment another tool measured, as take_snapshot would have (the
+   * AdvancedMemoryProfiler shares its snapshots this way rather than take two): `types` and
+   * `traces` of one moment, after a collection if the caller wants only what nothing frees.
+   * An empty label becomes `#n`. Throws memlens::Error outside start_monitoring/stop_monitoring.
+   */
+  const LeakSnapshot& add_snapshot(LeakSnapshot snapshot) {
+    if (!monitoring_) {
+      throw Error("MemoryLeakDetector: add_snapshot(\"" + snapshot.label +
+                  "\") before start_monitoring(): nothing is being traced");
+    }
+    memlens::detail::trace::TracerScope untraced;
     if (snapshot.label.empty()) snapshot.label = "#" + std::to_string(snapshots_.size() + 1);
     return snapshots_.emplace_back(std::move(snapshot));
   }
+
+  /// The options the detector was made with.
+  const LeakDetectorOptions& options() const noexcept { return options_; }
 
   /// The snapshots taken so far, oldest first.
   const std::deque<LeakSnapshot>& snapshots() const noexcept { return snapshots_; }
@@ -742,6 +760,7 @@ class MemoryLeakDetector {
     leak.outside_references = root == roots_.end() ? 0 : root->second;
   }
 
+  /// `(+3 each)` or `(+1, +4, +2)`: a count's change in each interval.
   static std::string per_interval(const std::vector<std::ptrdiff_t>& steps) {
     bool same = std::all_of(steps.begin(), steps.end(), [&](auto s) { return s == steps[0]; });
     if (same && !steps.empty()) return fmt::format("({:+} each)", steps[0]);
@@ -757,6 +776,9 @@ class MemoryLeakDetector {
     return per_interval(s);
   }
 
+ public:
+  /// One suspected leak as report() writes it: growth per interval, the allocating line and
+  /// its callers, and the chain of references that keeps it alive.
   static std::string format_leak(const SuspectedLeak& leak) {
     namespace tm = memlens::tracemalloc;
     const std::size_t intervals = leak.count_per_interval.size();
@@ -808,6 +830,7 @@ class MemoryLeakDetector {
     return out;
   }
 
+ private:
   LeakDetectorOptions options_;
   std::deque<LeakSnapshot> snapshots_;
   bool monitoring_ = false;

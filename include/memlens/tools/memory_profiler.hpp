@@ -2,12 +2,15 @@
 // that hold the most memory, how memory grew from one label to the next, and a summary report.
 #pragma once
 
+#include <fcntl.h>
 #include <fmt/core.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,6 +19,7 @@
 
 #include "memlens/detail/trace_core.hpp"
 #include "memlens/errors.hpp"
+#include "memlens/sys.hpp"
 #include "memlens/tracemalloc.hpp"
 
 namespace memlens {
@@ -32,6 +36,11 @@ struct ProfileSnapshot {
   std::size_t peak = 0;
   /// When the snapshot was taken.
   std::chrono::steady_clock::time_point time;
+  /// The live memlens objects by type at that moment (sys::type_stats).
+  std::vector<sys::TypeStats> types;
+  /// The process's resident set size at that moment, in bytes (0 where the system does not
+  /// tell).
+  std::size_t rss = 0;
 };
 
 /// How memory changed up to one labelled snapshot: a step of MemoryProfiler::growth_over_time.
@@ -78,6 +87,25 @@ inline std::string format_bytes(std::size_t size) {
 
 inline std::string format_delta(std::ptrdiff_t delta) {
   return tracemalloc::detail::format_size(static_cast<double>(delta), true);
+}
+
+/// The resident set size of this process in bytes, from /proc/self/statm; 0 where there is
+/// none. Allocates nothing, so a sampler thread may call it while tracing is on.
+inline std::size_t resident_bytes() noexcept {
+  const int fd = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[128];
+  const ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  // "size resident shared text lib data dt", in pages.
+  const char* p = buf;
+  while (*p != '\0' && *p != ' ') ++p;
+  std::size_t pages = 0;
+  for (++p; *p >= '0' && *p <= '9'; ++p) pages = pages * 10 + static_cast<std::size_t>(*p - '0');
+  const long page = ::sysconf(_SC_PAGESIZE);
+  return page > 0 ? pages * static_cast<std::size_t>(page) : 0;
 }
 
 inline std::string format_milliseconds(std::chrono::nanoseconds time) {
@@ -210,11 +238,12 @@ class MemoryProfiler {
   }
 
   /**
-   * Takes a tracemalloc snapshot named `label` and records the traced bytes, the peak and the
-   * time. Throws memlens::Error when the profiler is not running and ValueError when `label` is
-   * empty or already taken in this profile.
+   * Takes a tracemalloc snapshot named `label` and records the traced bytes, the peak, the
+   * time, the live objects by type and the resident set size; returns the record. Throws
+   * memlens::Error when the profiler is not running and ValueError when `label` is empty or
+   * already taken in this profile.
    */
-  void snapshot(std::string_view label) {
+  const ProfileSnapshot& snapshot(std::string_view label) {
     if (state_ != State::running) {
       throw Error("MemoryProfiler: snapshot('" + std::string(label) + "') " +
                   (state_ == State::idle ? "before start()" : "after stop()"));
@@ -228,8 +257,9 @@ class MemoryProfiler {
     // `current` is the sum of the snapshot's traces.
     auto [current, peak] = tracemalloc::get_traced_memory();
     tracemalloc::Snapshot taken = tracemalloc::take_snapshot();
-    snapshots_.push_back(ProfileSnapshot{std::string(label), std::move(taken), current, peak,
-                                         std::chrono::steady_clock::now()});
+    return snapshots_.emplace_back(ProfileSnapshot{std::string(label), std::move(taken), current,
+                                                   peak, std::chrono::steady_clock::now(),
+                                                   sys::type_stats(), detail::resident_bytes()});
   }
 
   /**
@@ -336,7 +366,7 @@ class MemoryProfiler {
   }
 
   /// Every snapshot of the current (or last) profile, in the order taken.
-  const std::vector<ProfileSnapshot>& snapshots() const noexcept { return snapshots_; }
+  const std::deque<ProfileSnapshot>& snapshots() const noexcept { return snapshots_; }
 
   /// Whether start() was called and stop() not yet.
   bool is_running() const noexcept { return state_ == State::running; }
@@ -375,7 +405,7 @@ class MemoryProfiler {
   std::chrono::steady_clock::time_point start_time_{};
   // Optional so that a profiler made while tracing is on allocates nothing traced.
   std::optional<tracemalloc::Snapshot> baseline_;
-  std::vector<ProfileSnapshot> snapshots_;
+  std::deque<ProfileSnapshot> snapshots_;  // a deque: snapshot() returns a lasting reference
 };
 
 }  // namespace memlens
