@@ -94,11 +94,11 @@ struct Parent;
 struct Child : memlens::Object {
   memlens::Ref<Parent> parent;
   memlens::Weak<Parent> weak_parent;
-  void traverse(memlens::Visitor& visit) override { visit(parent); }
+  void traverse(memlens::Visitor& visit) override { visit(memlens::named("parent", parent)); }
 };
 struct Parent : memlens::Object {
   memlens::Ref<Child> child;
-  void traverse(memlens::Visitor& visit) override { visit(child); }
+  void traverse(memlens::Visitor& visit) override { visit(memlens::named("child", child)); }
 };
 void families(int n, bool weak_back_reference) {
   for (int i = 0; i < n; ++i) {
@@ -407,14 +407,31 @@ TEST_CASE("advanced profiler: the weak rule", "[tools][advanced_profiler][sugges
     }
     REQUIRE(found.size() == 2);  // Parent and Child
     for (const auto& s : found) {
-      CHECK_THAT(s.message, memlens_test::contains("50 "));
+      CHECK_THAT(s.message, memlens_test::contains("50 test_advanced_profiler::"));
       CHECK(s.estimated_saving >= 50 * std::min(sizeof(Child), sizeof(Parent)));
     }
+    // The collection before the snapshot described one cycle of each type it freed.
+    const auto& cycles = profiler.found_cycles();
+    REQUIRE(cycles.size() == 2);
+    CHECK(cycles[0].objects == 50);
+    CHECK(cycles[0].snapshot == "#1");
+    const std::string parent = "test_advanced_profiler::Parent";
+    const std::string child = "test_advanced_profiler::Child";
+    for (const auto& c : cycles) {
+      if (c.type_name == parent) {
+        CHECK(c.path == parent + " -.child-> " + child + " -.parent-> " + parent);
+      } else {
+        CHECK(c.path == child + " -.parent-> " + parent + " -.child-> " + child);
+      }
+    }
+    CHECK(memlens::gc::garbage().empty());  // the examples' objects were freed
+    CHECK(memlens::gc::get_debug() == 0);
   }
   SECTION("does not fire when the back reference is weak") {
     families(50, true);
     profiler.take_snapshot();
     CHECK(count_rule(profiler.suggest_optimizations(), "weak") == 0);
+    CHECK(profiler.found_cycles().empty());
   }
 }
 

@@ -26,6 +26,7 @@
 #include "memlens/errors.hpp"
 #include "memlens/gc.hpp"
 #include "memlens/sys.hpp"
+#include "memlens/tools/circular_reference_detector.hpp"
 #include "memlens/tools/memory_leak_detector.hpp"
 #include "memlens/tools/memory_profiler.hpp"
 #include "memlens/tracemalloc.hpp"
@@ -98,6 +99,18 @@ struct Suggestion {
   std::size_t estimated_saving = 0;
   /// The traceback of the site, most recent frame first, where there is one.
   tracemalloc::Traceback traceback;
+};
+
+/// A reference cycle the collector freed while the profiler ran: one example per type.
+struct FoundCycle {
+  /// The type of the object the example starts from.
+  std::string type_name;
+  /// The objects of that type in the garbage the collection found.
+  std::size_t objects = 0;
+  /// The snapshot whose collection found it.
+  std::string snapshot;
+  /// The cycle by types and members: `Parent -.child-> Child -.parent-> Parent`.
+  std::string path;
 };
 
 namespace detail {
@@ -245,6 +258,7 @@ class AdvancedMemoryProfiler {
   void start() {
     if (running_) throw Error("AdvancedMemoryProfiler: start() called twice: already running");
     leaks_at_stop_.reset();
+    cycles_.clear();
     {
       std::lock_guard<std::mutex> lock(timeline_mutex_);
       timeline_.clear();
@@ -305,7 +319,7 @@ class AdvancedMemoryProfiler {
                   (stopped_ ? "after stop()" : "before start()"));
     }
     if (label.empty()) label = "#" + std::to_string(profiler_.snapshots().size() + 1);
-    if (options_.collect_first) gc::collect();
+    if (options_.collect_first) collect_describing_cycles(label);
     const ProfileSnapshot& taken = profiler_.snapshot(label);
     {
       memlens::detail::trace::TracerScope untraced;
@@ -314,6 +328,15 @@ class AdvancedMemoryProfiler {
     record_point();
     return taken;
   }
+
+  /**
+   * Reference cycles the collections before snapshots freed (with `collect_first`): for each
+   * type, the first example found, by types and member names. At most `max_found_cycles`.
+   */
+  const std::vector<FoundCycle>& found_cycles() const noexcept { return cycles_; }
+
+  /// Types whose cycles found_cycles() describes, at most.
+  static constexpr std::size_t max_found_cycles = 20;
 
   /// The snapshots of the current (or last) profile, in the order taken.
   const std::deque<ProfileSnapshot>& snapshots() const noexcept { return profiler_.snapshots(); }
@@ -482,6 +505,55 @@ class AdvancedMemoryProfiler {
       throw ValueError("AdvancedMemoryProfiler: flame_stacks must be at least 1, not 0");
     }
     return o;
+  }
+
+  /**
+   * gc::collect(), with a look at what it frees first: the collection keeps its garbage
+   * (DEBUG_SAVEALL), one object of each new type is described with the cycle through it, and
+   * a second collection frees them. The user's debug flags and garbage are left as they were.
+   */
+  void collect_describing_cycles(const std::string& label) {
+    const int flags = gc::get_debug();
+    auto& garbage = gc::garbage();
+    const std::size_t before = garbage.size();
+    gc::set_debug(flags | gc::DEBUG_SAVEALL);
+    try {
+      gc::collect();
+    } catch (...) {
+      gc::set_debug(flags);
+      throw;
+    }
+    gc::set_debug(flags);
+    if (garbage.size() == before) return;
+    {
+      memlens::detail::trace::TracerScope untraced;
+      std::unordered_map<std::string, std::size_t> per_type;
+      std::vector<std::pair<std::string, std::size_t>> first;  // type, index in garbage
+      for (std::size_t i = before; i < garbage.size(); ++i) {
+        std::string name = type_name(garbage[i]);
+        if (per_type[name]++ == 0) first.emplace_back(std::move(name), i);
+      }
+      const CircularReferenceDetector detector;
+      for (auto& [name, index] : first) {
+        if (cycles_.size() >= max_found_cycles) break;
+        const bool known = std::any_of(cycles_.begin(), cycles_.end(),
+                                       [&](const FoundCycle& c) { return c.type_name == name; });
+        if (known) continue;
+        const auto found = detector.find_cycles(garbage[index], 1);
+        if (found.empty()) continue;  // garbage only because a cycle refers to it
+        std::string path;
+        const Cycle& cycle = found.front();
+        for (std::size_t i = 0; i < cycle.size(); ++i) {
+          const std::string_view edge = cycle.edge_name(i);
+          path += type_name(cycle[i]) + (edge.empty() ? " --> " : " -." + std::string(edge) + "-> ");
+        }
+        path += type_name(cycle.front());
+        cycles_.push_back(FoundCycle{name, per_type[name], label, std::move(path)});
+      }
+    }
+    // Let them go: drop the references garbage() held, then collect the cycles for real.
+    garbage.erase(garbage.begin() + static_cast<std::ptrdiff_t>(before), garbage.end());
+    gc::collect();
   }
 
   std::size_t snapshot_count() const noexcept {
@@ -709,6 +781,7 @@ class AdvancedMemoryProfiler {
   std::vector<sys::TypeStats> end_types_;
   std::optional<MemoryProfileReport> summary_;
   std::optional<std::vector<SuspectedLeak>> leaks_at_stop_;
+  std::vector<FoundCycle> cycles_;
 
   mutable std::mutex timeline_mutex_;
   std::vector<TimelinePoint> timeline_;
