@@ -534,8 +534,9 @@ class AdvancedMemoryProfiler {
         if (per_type[name]++ == 0) first.emplace_back(std::move(name), i);
       }
       const CircularReferenceDetector detector;
-      for (auto& [name, index] : first) {
+      for (const auto& [type, index] : first) {
         if (cycles_.size() >= max_found_cycles) break;
+        const std::string& name = type;  // a lambda cannot capture a structured binding
         const bool known = std::any_of(cycles_.begin(), cycles_.end(),
                                        [&](const FoundCycle& c) { return c.type_name == name; });
         if (known) continue;
