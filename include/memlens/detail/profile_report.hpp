@@ -844,16 +844,16 @@ dl.summary dt{color:var(--muted);font-size:13px}
 dl.summary dd{margin:2px 0 0;font-size:19px;font-weight:600;font-variant-numeric:tabular-nums;overflow-wrap:anywhere}
 #timeline svg{width:100%;height:auto;display:block}
 .table-wrap{overflow-x:auto}
-table{border-collapse:collapse;width:100%;font-size:14px}
-th,td{padding:6px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
-td{overflow-wrap:anywhere}
-th{background:#f1f3f6;font-weight:600;cursor:pointer;user-select:none;white-space:nowrap;position:sticky;top:0}
-th:hover{background:#e6eaf0}
-th[aria-sort=ascending]::after{content:" \25B2";font-size:10px}
-th[aria-sort=descending]::after{content:" \25BC";font-size:10px}
-.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-tbody tr:nth-child(even){background:#fafbfc}
-tbody tr:hover{background:#eef4ff}
+table.sortable{border-collapse:collapse;width:100%;font-size:14px}
+.sortable th,.sortable td{padding:6px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+.sortable td{overflow-wrap:anywhere}
+.sortable th{background:#f1f3f6;font-weight:600;cursor:pointer;user-select:none;white-space:nowrap;position:sticky;top:0}
+.sortable th:hover{background:#e6eaf0}
+.sortable th[aria-sort=ascending]::after{content:" \25B2";font-size:10px}
+.sortable th[aria-sort=descending]::after{content:" \25BC";font-size:10px}
+.sortable .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.sortable tbody tr:nth-child(even){background:#fafbfc}
+.sortable tbody tr:hover{background:#eef4ff}
 details{margin-top:12px}
 summary{cursor:pointer;color:var(--muted)}
 pre{background:#f8fafc;border:1px solid var(--line);border-radius:6px;padding:10px 12px;overflow-x:auto;font:13px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,"Liberation Mono",monospace;white-space:pre}
@@ -868,13 +868,13 @@ button{cursor:pointer}button:hover{background:#f1f3f6}
 .fb{position:absolute;height:17px;padding:0 4px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;cursor:pointer;border-radius:2px;color:#1f2937}
 .fb:hover{outline:1px solid #111827;z-index:1}
 .fb.dim{opacity:.6}
-.fb .loc{color:#475569}
+.fb .loc{opacity:.68}
 .legend{display:flex;gap:14px;font-size:13px;color:var(--muted);margin:0 0 8px}
 .legend i{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-2px;margin-right:5px}
 .tip{position:fixed;z-index:10;pointer-events:none;background:#111827;color:#f9fafb;border-radius:6px;padding:8px 10px;font-size:13px;line-height:1.4;max-width:560px;box-shadow:0 4px 14px rgba(0,0,0,.25)}
 .tip b{display:block;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-weight:600;overflow-wrap:anywhere;margin-bottom:2px}
 .tip .where{color:#cbd5e1;overflow-wrap:anywhere}
-.tip table{font-size:13px;width:auto;margin-top:4px}.tip td{border:0;padding:0 10px 0 0;color:#f9fafb}
+.tip table{border-collapse:collapse;font-size:13px;margin-top:4px}.tip td{padding:0 12px 0 0;font-variant-numeric:tabular-nums}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:0 0 24px}
 )css";
 
