@@ -12,6 +12,8 @@
 // of helpers), each reached through 25 paths through the application's layers, with C++ names
 // long and full of templates (so that escaping costs what it costs on real names). Sizes and
 // traces per stack are skewed: a few stacks hold most of the memory, as usual.
+//
+// `--page PATH` keeps the last page written (that of the three snapshots) at PATH.
 
 #include <benchmark/benchmark.h>
 #include <fmt/core.h>
@@ -28,6 +30,7 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -122,9 +125,15 @@ report::Document document(report::Flame flame) {
   return doc;
 }
 
+/// Where the page is written: `--page PATH` keeps it there (to open it), else a temporary file
+/// removed at the end.
+std::filesystem::path kept_page;
+
 const std::filesystem::path& page_path() {
   static const std::filesystem::path path =
-      std::filesystem::temp_directory_path() / "memlens_bench_profile_report.html";
+      kept_page.empty()
+          ? std::filesystem::temp_directory_path() / "memlens_bench_profile_report.html"
+          : kept_page;
   return path;
 }
 
@@ -208,11 +217,21 @@ BENCHMARK(BM_build_flame_and_write_html)
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  std::vector<char*> args(argv, argv + argc);
+  for (std::size_t i = 1; i + 1 < args.size(); ++i) {
+    if (std::string_view(args[i]) == "--page") {
+      kept_page = args[i + 1];
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
+                 args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+      break;
+    }
+  }
+  int args_count = static_cast<int>(args.size());
+  benchmark::Initialize(&args_count, args.data());
+  if (benchmark::ReportUnrecognizedArguments(args_count, args.data())) return 1;
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  std::filesystem::remove(page_path());
+  if (kept_page.empty()) std::filesystem::remove(page_path());
   fmt::print("\nSummary: {} traces from {} distinct stacks of {} frames; best of 3 runs\n", kTraces,
              kStacks, kDepth);
   for (const auto& [n, f] : figures) {

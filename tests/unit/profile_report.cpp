@@ -187,8 +187,10 @@ TEST_CASE("report: the timeline is a standalone SVG with its markers", "[report]
   CHECK(svg.find("<load>") == std::string::npos);
   CHECK(occurrences(svg, "<g") == occurrences(svg, "</g>"));
   CHECK(occurrences(svg, "<text") == occurrences(svg, "</text>"));
-  CHECK_THAT(svg, contains("MiB"));             // axis in human units
-  CHECK(svg.find("RSS") == std::string::npos);  // no RSS sample: no RSS line
+  CHECK_THAT(svg, contains("MiB"));                   // axis in human units
+  CHECK_THAT(svg, contains(">10 s</text>"));          // 25 s of samples: a tick every 5 s
+  CHECK(svg.find("ms</text>") == std::string::npos);  // one unit on the time axis
+  CHECK(svg.find("RSS") == std::string::npos);        // no RSS sample: no RSS line
   // Downsampled: the current line has at most 2000 points.
   const auto line = svg.find("<polyline");
   REQUIRE(line != std::string::npos);

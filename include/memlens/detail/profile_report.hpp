@@ -358,14 +358,35 @@ inline double byte_step(double max, int ticks) {
   return 10 * mult * unit;
 }
 
-/// A tick step for milliseconds up to `max`: 1, 2 or 5 times a power of ten.
-inline double time_step(double max, int ticks) {
-  const double raw = max / ticks;
-  double mult = std::pow(10.0, std::floor(std::log10(raw)));
-  for (double m : {1.0, 2.0, 5.0, 10.0}) {
-    if (m * mult >= raw) return m * mult;
+/// The unit of a time axis that spans `range` milliseconds: its length in ms and its name.
+struct TimeUnit {
+  double ms;
+  const char* name;
+};
+
+inline TimeUnit time_unit(double range) {
+  if (range < 2000) return {1, "ms"};
+  if (range < 180000) return {1000, "s"};
+  if (range < 3 * 3600000.0) return {60000, "min"};
+  return {3600000, "h"};
+}
+
+/// A time for an axis in `unit`: "250 ms", "1.5 s", "20 min".
+inline std::string time_label(double ms, TimeUnit unit) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g %s", ms / unit.ms, unit.name);
+  return buf;
+}
+
+/// A tick step in milliseconds for about `ticks` steps over `range`: 1, 2 or 5 times a power
+/// of ten of `unit`.
+inline double time_step(double range, int ticks, TimeUnit unit) {
+  const double raw = range / ticks / unit.ms;
+  const double mult = std::pow(10.0, std::floor(std::log10(raw)));
+  for (double m : {1.0, 2.0, 5.0}) {
+    if (m * mult >= raw) return m * mult * unit.ms;
   }
-  return 10 * mult;
+  return 10 * mult * unit.ms;
 }
 
 }  // namespace svg
@@ -406,7 +427,8 @@ inline std::string timeline_svg(const std::vector<Point>& points,
   if (!(ymax > 0)) ymax = 1024;
   const double ystep = svg::byte_step(ymax, 5);
   const double ytop = std::ceil(ymax / ystep) * ystep;
-  const double tstep = svg::time_step(t1 - t0, 8);
+  const svg::TimeUnit tunit = svg::time_unit(t1 - t0);
+  const double tstep = svg::time_step(t1 - t0, 8, tunit);
 
   auto x_of = [&](double t) { return left + (t - t0) / (t1 - t0) * plot_w; };
   auto y_of = [&](double v) { return top + plot_h - v / ytop * plot_h; };
@@ -434,12 +456,18 @@ inline std::string timeline_svg(const std::vector<Point>& points,
            html_escape(svg::size_label(v)) + "</text>\n";
   }
   out += "</g>\n<g fill=\"#5f6b7a\" text-anchor=\"middle\">\n";
-  for (double t = std::ceil(t0 / tstep) * tstep; t <= t1 + tstep / 1000; t += tstep) {
-    out += "<line x1=\"" + number(x_of(t)) + "\" x2=\"" + number(x_of(t)) + "\" y1=\"" +
-           number(top + plot_h) + "\" y2=\"" + number(top + plot_h + 5) +
-           "\" stroke=\"#9aa4b1\"/>\n";
-    out += "<text x=\"" + number(x_of(t)) + "\" y=\"" + number(top + plot_h + 19) + "\">" +
-           html_escape(svg::time_label(t)) + "</text>\n";
+  const double first_tick = std::ceil(t0 / tstep) * tstep;
+  for (int i = 0;; ++i) {
+    const double t = first_tick + i * tstep;
+    if (t > t1 + tstep / 1000) break;
+    const double x = x_of(t);
+    out += "<line x1=\"" + number(x) + "\" x2=\"" + number(x) + "\" y1=\"" + number(top + plot_h) +
+           "\" y2=\"" + number(top + plot_h + 5) + "\" stroke=\"#9aa4b1\"/>\n";
+    // The last label ends at its tick rather than past the picture's edge.
+    const bool at_edge = x > width - 36;
+    out += "<text x=\"" + number(at_edge ? x + 4 : x) + "\" y=\"" + number(top + plot_h + 19) +
+           "\"" + (at_edge ? " text-anchor=\"end\"" : "") + ">" +
+           html_escape(svg::time_label(t, tunit)) + "</text>\n";
   }
   out += "</g>\n";
   out += "<line x1=\"" + number(left) + "\" x2=\"" + number(left + plot_w) + "\" y1=\"" +
