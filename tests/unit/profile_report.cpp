@@ -338,8 +338,14 @@ TEST_CASE("report: write_html replaces the file atomically", "[report]") {
   }
   CHECK(names == std::vector<std::string>{"report.html"});  // no temporary file left
 
+  report::write_timeline_svg(other.timeline, other.markers, dir.path / "timeline.svg");
+  CHECK(read_file(dir.path / "timeline.svg").rfind("<svg xmlns=", 0) == 0);
+  std::filesystem::remove(dir.path / "timeline.svg");
+
   const auto nowhere = dir.path / "missing-dir" / "report.html";
   CHECK_THROWS_AS(report::write_html(other, nowhere), memlens::Error);
   CHECK_THROWS_WITH(report::write_html(other, nowhere),
                     contains("profiler: cannot write report to '" + nowhere.string() + "'"));
+  CHECK_THROWS_WITH(report::write_html(other, nowhere, "AdvancedMemoryProfiler: cannot write"),
+                    contains("AdvancedMemoryProfiler: cannot write '" + nowhere.string() + "'"));
 }

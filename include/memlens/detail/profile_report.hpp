@@ -1330,11 +1330,21 @@ inline std::string render_html(const Document& doc) {
 
 /**
  * Writes the report page for `doc` to `path`, atomically (a temporary file renamed into place:
- * a reader never sees half a page). Throws memlens::Error naming the path when it cannot.
+ * a reader never sees half a page). Throws memlens::Error when it cannot, with the message
+ * `<failure> '<path>': <what failed>: <reason>`; `failure` names the part and the act.
  */
-inline void write_html(const Document& doc, const std::filesystem::path& path) {
-  memlens::detail::write_file_atomically<Error>(path.string(), render_html(doc),
-                                                "profiler: cannot write report to");
+inline void write_html(const Document& doc, const std::filesystem::path& path,
+                       std::string_view failure = "profiler: cannot write report to") {
+  memlens::detail::write_file_atomically<Error>(path.string(), render_html(doc), failure);
+}
+
+/// Writes timeline_svg(points, markers, width, height) to `path`, atomically, as write_html.
+inline void write_timeline_svg(const std::vector<Point>& points, const std::vector<Marker>& markers,
+                               const std::filesystem::path& path, int width = 1100,
+                               int height = 360,
+                               std::string_view failure = "profiler: cannot write timeline to") {
+  memlens::detail::write_file_atomically<Error>(
+      path.string(), timeline_svg(points, markers, width, height), failure);
 }
 
 }  // namespace memlens::detail::report
