@@ -5,8 +5,8 @@
 #     uncaught exception, a failed load or another error (all are logged alike, as CONSOLE);
 #   - a section id is missing from the DOM once the page's script has run;
 #   - the page has a flame graph but its script drew no frame of it;
-#   - sorting a table, hovering, zooming into and out of a flame graph frame, or picking another
-#     snapshot does not work (a script added to a copy of the page does them, see below).
+#   - sorting a table, hovering, finding, zooming into and out of a flame graph frame, or picking
+#     another snapshot does not work (a script added to a copy of the page does them, see below).
 # Then saves a screenshot of the page.
 #
 #   tests/browser/check_report.sh <report.html> <screenshot.png> [section id...]
@@ -56,8 +56,8 @@ flags=(--headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$wo
        --host-resolver-rules="MAP * ~NOTFOUND" --hide-scrollbars --window-size=1280,3000)
 # A copy of the page with a script that uses it as a reader would, once the page's own script
 # has run: sorts a table; on each flame graph hovers a frame (a tooltip with sizes must show),
-# clicks it (the breadcrumb must offer the way back) and clicks the root in the breadcrumb;
-# picks another snapshot. It writes what it found into the DOM, as <pre id="interaction-check">.
+# searches for its name (matching frames are outlined), clicks it (the breadcrumb must offer
+# the way back) and clicks the root in the breadcrumb; picks another snapshot. It writes what it found into the DOM, as <pre id="interaction-check">.
 cat >"$work/interact.js" <<'EOF'
 <script>
 (function () {
@@ -82,6 +82,17 @@ cat >"$work/interact.js" <<'EOF'
       var tip = document.getElementById('flame-tip');
       check(!tip.hidden && /allocations/.test(tip.textContent), prefix + ': hover shows sizes');
       bar.dispatchEvent(new MouseEvent('click', {bubbles: true}));
+      var find = document.getElementById(prefix + '-find');
+      var text = bar.textContent.trim().split(' ')[0];
+      if (find && text) {
+        find.value = text.slice(0, 8);
+        find.dispatchEvent(new Event('input'));
+        check(view.querySelector('.fb.hit') !== null &&
+              document.getElementById(prefix + '-found').textContent !== '',
+              prefix + ': find outlines the matching frames');
+        find.value = '';
+        find.dispatchEvent(new Event('input'));
+      }
       var crumbs = document.getElementById(prefix + '-crumbs');
       var root = crumbs.querySelector('a');
       check(root !== null, prefix + ': a click zooms in');

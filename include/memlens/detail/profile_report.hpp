@@ -896,6 +896,10 @@ button{cursor:pointer}button:hover{background:#f1f3f6}
 .fb{position:absolute;height:17px;padding:0 4px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;cursor:pointer;border-radius:2px;color:#1f2937}
 .fb:hover{outline:1px solid #111827;z-index:1}
 .fb.dim{opacity:.6}
+.flame.searching .fb{opacity:.35}
+.flame.searching .fb.hit{opacity:1;outline:2px solid #6d28d9;outline-offset:-2px}
+input[type=search]{font:inherit;font-size:14px;padding:3px 8px;border:1px solid #c5ccd6;border-radius:5px;width:220px}
+.found{color:#6d28d9;font-size:13px}
 .fb .loc{opacity:.68}
 .legend{display:flex;gap:14px;font-size:13px;color:var(--muted);margin:0 0 8px}
 .legend i{display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-2px;margin-right:5px}
@@ -1043,9 +1047,15 @@ function View(prefix, diff) {
   this.el = document.getElementById(prefix + '-view');
   this.crumbs = document.getElementById(prefix + '-crumbs');
   this.info = document.getElementById(prefix + '-info');
+  this.found = document.getElementById(prefix + '-found');
   this.diff = diff;
-  this.root = null; this.zoom = null; this.nodes = [];
+  this.root = null; this.zoom = null; this.nodes = []; this.query = '';
   var self = this;
+  var find = document.getElementById(prefix + '-find');
+  find.addEventListener('input', function () {
+    self.query = find.value.trim().toLowerCase();
+    self.render();
+  });
   function target(e) {
     var t = e.target.closest ? e.target.closest('.fb') : null;
     return t ? self.nodes[+t.getAttribute('data-n')] : null;
@@ -1100,7 +1110,8 @@ View.prototype.render = function () {
   var depth = chain.length;
   function bar(node, x, y, w, dim) {
     var i = self.nodes.push(node) - 1;
-    html.push('<div class="fb' + (dim ? ' dim' : '') + '" data-n="' + i + '" style="left:' +
+    var hit = self.matches(node) ? ' hit' : '';
+    html.push('<div class="fb' + (dim ? ' dim' : '') + hit + '" data-n="' + i + '" style="left:' +
               x.toFixed(1) + 'px;top:' + y + 'px;width:' + Math.max(w - 1, 1).toFixed(1) +
               'px;background:' + self.colour(node) + '">' +
               (w > 30 ? esc(frameName(node.f, self)) + shortWhere(node.f) : '') + '</div>');
@@ -1119,6 +1130,8 @@ View.prototype.render = function () {
   })(this.zoom, 0, chain.length);
   el.style.height = (depth * ROW + 2) + 'px';
   el.innerHTML = html.join('');
+  el.classList.toggle('searching', this.query !== '');
+  this.showFound();
   var crumbs = chain.map(function (node, d) {
     var name = esc(frameName(node.f, self));
     return d === chain.length - 1 ? '<b>' + name + '</b>'
@@ -1127,6 +1140,32 @@ View.prototype.render = function () {
   this.crumbs.innerHTML = chain.length > 1 ? crumbs.join('<span class="sep">\u203A</span>') +
       ' <span class="sep">(click a frame to zoom, a name here to zoom out)</span>'
       : '<span class="sep">Click a frame to zoom in.</span>';
+};
+
+// Search: frames whose function or file:line holds the text are outlined, the others dimmed,
+// and the memory below the outermost matches (in the zoomed part) is added up.
+View.prototype.matches = function (node) {
+  if (!this.query || node.f < 0) return false;
+  if (node.key === undefined) {
+    node.key = (frameName(node.f, this) + ' ' + frameWhere(node.f)).toLowerCase();
+  }
+  return node.key.indexOf(this.query) >= 0;
+};
+View.prototype.showFound = function () {
+  if (!this.query) { this.found.textContent = ''; return; }
+  var self = this, sum = [0, 0], frames = 0;
+  (function walk(node) {
+    if (self.matches(node)) {
+      sum[0] += node.v[0]; sum[1] += node.v[1]; frames++;
+      return;
+    }
+    node.list.forEach(walk);
+  })(this.zoom);
+  var z = this.zoom.v;
+  this.found.textContent = frames === 0 ? 'no frame matches'
+      : this.diff ? 'matches hold ' + size(sum[0]) + ' before, ' + size(sum[1]) + ' after (' +
+                    size(sum[1] - sum[0], true) + ')'
+      : 'matches hold ' + size(sum[0]) + ', ' + pct(sum[0], z[0]) + ' of what is shown';
 };
 
 function showTip(view, node, e) {
@@ -1291,7 +1330,9 @@ inline std::string render_html(const Document& doc) {
   } else {
     out +=
         "<div class=\"controls\"><label>Snapshot <select id=\"flame-snapshot\"></select>"
-        "</label><button type=\"button\" id=\"flame-reset\">Reset zoom</button></div>\n";
+        "</label><button type=\"button\" id=\"flame-reset\">Reset zoom</button>"
+        "<label>Find <input type=\"search\" id=\"flame-find\" placeholder=\"function or file\">"
+        "</label><span class=\"found\" id=\"flame-found\"></span></div>\n";
     out += "<p class=\"flame-info\" id=\"flame-info\">" +
            html_escape(page::fold_text(snaps[shown])) +
            "</p>\n<div class=\"crumbs\" id=\"flame-crumbs\"></div>\n"
@@ -1310,7 +1351,9 @@ inline std::string render_html(const Document& doc) {
     out +=
         "<div class=\"controls\"><label>Before <select id=\"diff-before\"></select></label>"
         "<label>After <select id=\"diff-after\"></select></label>"
-        "<button type=\"button\" id=\"diff-reset\">Reset zoom</button></div>\n"
+        "<button type=\"button\" id=\"diff-reset\">Reset zoom</button>"
+        "<label>Find <input type=\"search\" id=\"diff-find\" placeholder=\"function or file\">"
+        "</label><span class=\"found\" id=\"diff-found\"></span></div>\n"
         "<div class=\"legend\"><span><i style=\"background:hsl(2,78%,60%)\"></i>grew</span>"
         "<span><i style=\"background:hsl(212,75%,60%)\"></i>shrank</span>"
         "<span><i style=\"background:#e5e7eb\"></i>unchanged</span></div>\n"
