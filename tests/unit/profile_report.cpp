@@ -118,9 +118,8 @@ report::Document full_document() {
 
 }  // namespace test_profile_report
 
-using namespace test_profile_report;
-
 TEST_CASE("report: downsample bounds the points and keeps the peaks", "[report]") {
+  using namespace test_profile_report;
   std::vector<report::Point> points;
   for (int i = 0; i < 100000; ++i) {
     const auto v = static_cast<std::uint64_t>(1000 + i % 7);
@@ -156,6 +155,7 @@ TEST_CASE("report: downsample bounds the points and keeps the peaks", "[report]"
 }
 
 TEST_CASE("report: html_escape escapes markup and replaces invalid UTF-8", "[report]") {
+  using namespace test_profile_report;
   CHECK(report::html_escape("a<b>&\"c\"'") == "a&lt;b&gt;&amp;&quot;c&quot;&#39;");
   CHECK(report::html_escape("caf\xC3\xA9 \xE2\x82\xAC") == "caf\xC3\xA9 \xE2\x82\xAC");
   CHECK(report::html_escape("bad\xFF\xC3") == "bad\xEF\xBF\xBD\xEF\xBF\xBD");
@@ -165,6 +165,7 @@ TEST_CASE("report: html_escape escapes markup and replaces invalid UTF-8", "[rep
 }
 
 TEST_CASE("report: json_escape keeps a script block closed and the JSON valid", "[report]") {
+  using namespace test_profile_report;
   CHECK(report::json_escape("</script><!--") == "\\u003c/script\\u003e\\u003c!--");
   CHECK(report::json_escape("a\"b\\c\nd\x01") == "a\\\"b\\\\c\\nd\\u0001");
   CHECK(report::json_escape("x & y") == "x \\u0026 y");
@@ -174,6 +175,7 @@ TEST_CASE("report: json_escape keeps a script block closed and the JSON valid", 
 }
 
 TEST_CASE("report: the timeline is a standalone SVG with its markers", "[report]") {
+  using namespace test_profile_report;
   std::vector<report::Point> points;
   for (int i = 0; i < 50000; ++i) {
     points.push_back({i * 0.5, std::uint64_t(i) * 1000, std::uint64_t(i) * 1000, 0});
@@ -205,6 +207,7 @@ TEST_CASE("report: the timeline is a standalone SVG with its markers", "[report]
 }
 
 TEST_CASE("report: the page references nothing outside itself and has every section", "[report]") {
+  using namespace test_profile_report;
   const std::string html = report::render_html(full_document());
   std::string without_namespace = html;
   for (std::string ns = "http://www.w3.org/2000/svg";;) {
@@ -234,6 +237,7 @@ TEST_CASE("report: the page references nothing outside itself and has every sect
 }
 
 TEST_CASE("report: a frame used by many stacks is stored once", "[report]") {
+  using namespace test_profile_report;
   std::vector<Alloc> allocs;
   const auto shared = frame("common::dispatch<Request&>", 7);
   for (int i = 0; i < 200; ++i) {
@@ -261,6 +265,7 @@ TEST_CASE("report: a frame used by many stacks is stored once", "[report]") {
 }
 
 TEST_CASE("report: stacks beyond the limit fold into other with the totals kept", "[report]") {
+  using namespace test_profile_report;
   std::vector<Alloc> before, after;
   std::uint64_t before_total = 0, after_total = 0;
   for (int i = 0; i < 100; ++i) {
@@ -314,6 +319,7 @@ TEST_CASE("report: stacks beyond the limit fold into other with the totals kept"
 }
 
 TEST_CASE("report: a traceback without frames is one unknown frame", "[report]") {
+  using namespace test_profile_report;
   const auto flame = report::build_flame({{"s", snapshot_of({{{}, 64}})}});
   REQUIRE(flame.stacks.size() == 1);
   REQUIRE(flame.stacks[0].size() == 1);
@@ -322,6 +328,7 @@ TEST_CASE("report: a traceback without frames is one unknown frame", "[report]")
 }
 
 TEST_CASE("report: write_html replaces the file atomically", "[report]") {
+  using namespace test_profile_report;
   TempDir dir;
   const auto path = dir.path / "report.html";
   { std::ofstream(path) << "old"; }
