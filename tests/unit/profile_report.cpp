@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <memlens/detail/profile_report.hpp>
 #include <memlens/tracemalloc.hpp>
 #include <memory>
@@ -200,6 +201,11 @@ TEST_CASE("report: the timeline is a standalone SVG with its markers", "[report]
   const auto end = svg.find('"', attr + 8);
   const std::string coords = svg.substr(attr + 8, end - attr - 8);
   CHECK(static_cast<std::size_t>(std::count(coords.begin(), coords.end(), ',')) <= 2000);
+
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::string odd = report::timeline_svg({{nan, 1, 1, 1}, {5, 100, 100, 0}}, {{nan, "x"}});
+  CHECK(odd.find("nan") == std::string::npos);
+  CHECK(odd.find(">x</text>") == std::string::npos);
 
   const std::string empty = report::timeline_svg({}, {}, 400, 200);
   CHECK(empty.rfind("<svg xmlns=", 0) == 0);

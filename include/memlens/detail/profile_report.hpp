@@ -394,12 +394,22 @@ inline double time_step(double range, int ticks, TimeUnit unit) {
 /**
  * The memory timeline as one standalone SVG document (it starts with `<svg xmlns=...>`, and is
  * also valid inline in HTML): traced current, traced peak and RSS (when known) over time, axes
- * in human units, and one dashed vertical line per marker with its label. `points` is
- * downsampled to at most 2000 points.
+ * in human units, and one dashed vertical line per marker with its label. The samples are
+ * downsampled to at most 2000 points; samples and markers without a finite time are left out.
  */
-inline std::string timeline_svg(const std::vector<Point>& points,
-                                const std::vector<Marker>& markers, int width = 1100,
+inline std::string timeline_svg(const std::vector<Point>& all_points,
+                                const std::vector<Marker>& all_markers, int width = 1100,
                                 int height = 360) {
+  // A sample or marker without a finite time has no place on the axis.
+  std::vector<Point> points;
+  points.reserve(all_points.size());
+  for (const Point& p : all_points) {
+    if (std::isfinite(p.elapsed_ms)) points.push_back(p);
+  }
+  std::vector<Marker> markers;
+  for (const Marker& m : all_markers) {
+    if (std::isfinite(m.elapsed_ms)) markers.push_back(m);
+  }
   using svg::number;
   width = std::max(width, 200);
   height = std::max(height, 160);
