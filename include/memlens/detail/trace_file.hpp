@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "memlens/detail/files.hpp"
 #include "memlens/tracemalloc.hpp"
 
 namespace memlens::tracemalloc::detail {
@@ -130,33 +131,8 @@ inline void Snapshot::dump(const std::string& path) const {
   }
   w.put(detail::fnv1a(w.bytes().data(), w.bytes().size()));
 
-  auto fail = [&](const std::string& what, int error) {
-    throw SnapshotFileError("tracemalloc: cannot dump snapshot to '" + path + "': " + what + ": " +
-                            std::strerror(error));
-  };
-  // Unique per process and per call, so that threads dumping to one path do not share a temp.
-  static std::atomic<unsigned long> dumps{0};
-  std::string temp = path + ".tmp." + std::to_string(static_cast<long>(getpid())) + "." +
-                     std::to_string(dumps.fetch_add(1, std::memory_order_relaxed));
-  std::FILE* f = std::fopen(temp.c_str(), "wb");
-  if (f == nullptr) fail("cannot create " + temp, errno);
-  const std::string& bytes = w.bytes();
-  bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size() && std::fflush(f) == 0 &&
-            fsync(fileno(f)) == 0;
-  int error = errno;
-  if (std::fclose(f) != 0 && ok) {
-    ok = false;
-    error = errno;
-  }
-  if (!ok) {
-    std::remove(temp.c_str());
-    fail("write failed", error);
-  }
-  if (std::rename(temp.c_str(), path.c_str()) != 0) {
-    error = errno;
-    std::remove(temp.c_str());
-    fail("rename failed", error);
-  }
+  memlens::detail::write_file_atomically<SnapshotFileError>(path, w.bytes(),
+                                                            "tracemalloc: cannot dump snapshot to");
 }
 
 inline Snapshot Snapshot::load(const std::string& path) {
