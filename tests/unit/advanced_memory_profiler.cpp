@@ -356,6 +356,16 @@ TEST_CASE("advanced profiler: the stream rule", "[tools][advanced_profiler][sugg
     CHECK(found[0].estimated_saving == (4u << 20));
     CHECK_THAT(found[0].message, memlens_test::contains("\"materialised\""));
   }
+  SECTION("does not fire when most of it stays") {
+    auto kept = temporary(4 << 20);
+    auto dropped = temporary(2 << 20);
+    escape(kept.data());
+    escape(dropped.data());
+    profiler.take_snapshot("6 MiB");
+    dropped = {};
+    profiler.take_snapshot("4 MiB");
+    CHECK(count_rule(profiler.suggest_optimizations(), "stream") == 0);
+  }
   SECTION("does not fire for data still held at the last snapshot") {
     auto big = temporary(4 << 20);
     escape(big.data());

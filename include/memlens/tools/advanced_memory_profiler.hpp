@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "memlens/detail/profile_report.hpp"
 #include "memlens/detail/trace_core.hpp"
 #include "memlens/errors.hpp"
 #include "memlens/gc.hpp"
@@ -476,6 +477,99 @@ class AdvancedMemoryProfiler {
     return out;
   }
 
+  /**
+   * Writes the report: one self-contained HTML file (inline style, script and SVG; nothing
+   * loaded from anywhere) with the summary, the timeline with the snapshots marked, the lines
+   * holding the most memory at the last snapshot, growth, suspected leaks with their retaining
+   * paths, the reference cycles the collector freed, the suggestions, and flame graphs of live
+   * memory by call stack (hover for bytes and counts, click to zoom) at each snapshot and of
+   * the difference between any two. The file stays small whatever the capture: the timeline is
+   * cut to 2,000 points, the flame graphs keep the `flame_stacks` largest stacks. Written
+   * atomically (a temporary file renamed); throws memlens::Error naming the path when it cannot
+   * be written. Works while running (the figures so far) and after stop().
+   */
+  void generate_report(const std::filesystem::path& path) {
+    using namespace memlens::detail::report;
+    Document doc;
+    const auto& snaps = profiler_.snapshots();
+    const auto points = timeline();
+    const std::string program = program_name();
+    doc.title = "Memory report" + (program.empty() ? std::string() : ": " + program);
+    const auto end = running_ ? std::chrono::steady_clock::now() - start_time_
+                              : summary_ ? summary_->duration : std::chrono::nanoseconds{0};
+    std::size_t peak = 0, current = 0, rss_peak = 0;
+    for (const auto& p : points) {
+      peak = std::max(peak, p.traced_peak);
+      rss_peak = std::max(rss_peak, p.rss);
+    }
+    if (!points.empty()) current = points.back().traced_current;
+    if (summary_ && !running_) {
+      peak = std::max(peak, summary_->peak);
+      current = summary_->current;
+    }
+    const std::size_t live_blocks =
+        snaps.empty() ? 0 : tracemalloc::detail::snapshot_data(snaps.back().snapshot).traces.size();
+    doc.summary = {
+        {"Program", program.empty() ? std::string("(unknown)") : program},
+        {"Duration", memlens::detail::format_milliseconds(end)},
+        {"Peak traced", bytes(peak)},
+        {running_ ? "Traced now" : "Traced at stop", bytes(current)},
+        {"Live allocations", snaps.empty() ? std::string("(no snapshot)")
+                                           : fmt::format("{} at \"{}\"", live_blocks,
+                                                         snaps.back().label)},
+        {"Peak resident set", rss_peak ? bytes(rss_peak) : std::string("(unknown)")},
+        {"Snapshots", std::to_string(snaps.size())},
+        {"Tracing", options_.sample_bytes == 0
+                        ? std::string("every allocation")
+                        : "sampled, one per " + bytes(options_.sample_bytes) + " on average"},
+    };
+    for (const auto& p : points) {
+      doc.timeline.push_back(Point{std::chrono::duration<double, std::milli>(p.elapsed).count(),
+                                   p.traced_current, p.traced_peak, p.rss});
+    }
+    for (const auto& s : snaps) {
+      doc.markers.push_back(
+          Marker{std::chrono::duration<double, std::milli>(s.time - start_time_).count(), s.label});
+    }
+    doc.sections.push_back(top_sites_section());
+    doc.sections.push_back(growth_section());
+    doc.sections.push_back(leaks_section());
+    doc.sections.push_back(cycles_section());
+    doc.sections.push_back(suggestions_section());
+    if (!snaps.empty()) {
+      std::vector<std::pair<std::string, tracemalloc::Snapshot>> shown;
+      std::size_t highest = 0;
+      for (std::size_t i = 0; i < snaps.size(); ++i) {
+        shown.emplace_back(snaps[i].label, snaps[i].snapshot);
+        if (snaps[i].current >= snaps[highest].current) highest = i;
+      }
+      doc.flame = build_flame(shown, options_.flame_stacks);
+      doc.flame_default = highest;
+    }
+    write_html(doc, path, "AdvancedMemoryProfiler: cannot write the report to");
+  }
+
+  /**
+   * Writes the timeline as an SVG image: traced current and peak and the resident set size over
+   * time, with the snapshots marked (at most 2,000 points). Written atomically; throws
+   * memlens::Error naming the path when it cannot be written.
+   */
+  void plot_memory_timeline(const std::filesystem::path& path) const {
+    using namespace memlens::detail::report;
+    std::vector<Point> points;
+    for (const auto& p : timeline()) {
+      points.push_back(Point{std::chrono::duration<double, std::milli>(p.elapsed).count(),
+                             p.traced_current, p.traced_peak, p.rss});
+    }
+    std::vector<Marker> markers;
+    for (const auto& s : profiler_.snapshots()) {
+      markers.push_back(
+          Marker{std::chrono::duration<double, std::milli>(s.time - start_time_).count(), s.label});
+    }
+    write_timeline_svg(points, markers, path, 1100, 360,
+                       "AdvancedMemoryProfiler: cannot write the timeline to");
+  }
+
   /// The options the profiler was made with.
   const ProfilerOptions& options() const noexcept { return options_; }
 
@@ -632,6 +726,163 @@ class AdvancedMemoryProfiler {
     sampler_.join();
   }
 
+  // --- the report's sections ---
+
+  static std::string program_name() {
+    std::error_code error;
+    const auto exe = std::filesystem::read_symlink("/proc/self/exe", error);
+    return error ? std::string() : exe.filename().string();
+  }
+
+  static detail::report::Cell size_cell(std::size_t n) {
+    return {bytes(n), static_cast<double>(n)};
+  }
+  static detail::report::Cell delta_cell(std::ptrdiff_t n) {
+    return {memlens::detail::format_delta(n), static_cast<double>(n)};
+  }
+  static detail::report::Cell count_cell(std::ptrdiff_t n, bool sign = false) {
+    return {sign ? fmt::format("{:+}", n) : std::to_string(n), static_cast<double>(n)};
+  }
+
+  detail::report::Section top_sites_section() const {
+    detail::report::Section section{"top-sites", "Top allocation sites", {}, {}, {}, {}};
+    const auto& snaps = profiler_.snapshots();
+    if (snaps.empty()) {
+      section.empty_text = "No snapshot was taken: call take_snapshot() to see lines.";
+      return section;
+    }
+    const auto& last = snaps.back();
+    section.intro = fmt::format("The lines holding the most traced memory at \"{}\" ({} in all).",
+                                last.label, bytes(last.current));
+    section.table.columns = {"Line", "Function", "Size", "Blocks", "Average", "Share"};
+    const auto stats = last.snapshot.statistics("lineno");
+    // The function is not part of a "lineno" statistic's key: read it from a traceback.
+    std::unordered_map<std::string, std::string> function_of;
+    for (const auto& st : last.snapshot.statistics("traceback")) {
+      if (!st.traceback.empty()) function_of.emplace(tracemalloc::to_string(st.traceback),
+                                                    st.traceback.front().function);
+      if (function_of.size() > 4 * options_.report_rows) break;
+    }
+    for (std::size_t i = 0; i < stats.size() && i < options_.report_rows; ++i) {
+      const auto& st = stats[i];
+      const std::string line = tracemalloc::to_string(st.traceback);
+      const auto f = function_of.find(line);
+      section.table.rows.push_back(
+          {{line, {}}, {f == function_of.end() ? std::string() : f->second, {}},
+           size_cell(st.size), count_cell(static_cast<std::ptrdiff_t>(st.count)),
+           size_cell(st.count ? st.size / st.count : 0),
+           {fmt::format("{:.1f} %", last.current ? 100.0 * static_cast<double>(st.size) /
+                                                       static_cast<double>(last.current)
+                                                 : 0.0),
+            last.current ? static_cast<double>(st.size) / static_cast<double>(last.current) : 0}});
+    }
+    section.empty_text = "Nothing was traced at the last snapshot.";
+    return section;
+  }
+
+  detail::report::Section growth_section() const {
+    detail::report::Section section{"growth", "Growth", {}, {}, {}, {}};
+    if (snapshot_count() < 2) {
+      section.empty_text = "Growth needs two snapshots; " + std::to_string(snapshot_count()) +
+                           " taken.";
+      return section;
+    }
+    const auto& snaps = profiler_.snapshots();
+    section.intro = fmt::format("From \"{}\" to \"{}\", by memlens type and by line, largest "
+                                "growth first.", snaps.front().label, snaps.back().label);
+    section.table.columns = {"Kind", "Type or line", "Size change", "Count change", "Size",
+                             "Count"};
+    const auto growth = analyze_growth();
+    for (std::size_t i = 0; i < growth.size() && i < options_.report_rows; ++i) {
+      const Growth& g = growth[i];
+      section.table.rows.push_back({{g.kind == Growth::Kind::type ? "type" : "line", {}},
+                                    {g.label, {}},
+                                    delta_cell(g.size_diff),
+                                    count_cell(g.count_diff, true),
+                                    size_cell(g.size),
+                                    count_cell(static_cast<std::ptrdiff_t>(g.count))});
+    }
+    section.empty_text = "Nothing changed between the first and the last snapshot.";
+    return section;
+  }
+
+  detail::report::Section leaks_section() {
+    detail::report::Section section{"leaks", "Suspected leaks", {}, {}, {}, {}};
+    if (!(leaks_at_stop_ && !running_) && snapshot_count() < options_.min_snapshots) {
+      section.empty_text = fmt::format("The leak search needs {} snapshots; {} taken.",
+                                       options_.min_snapshots, snapshot_count());
+      return section;
+    }
+    section.intro = fmt::format("Types and lines whose live count grew in every interval of the "
+                                "last {} snapshots, with what keeps them alive.",
+                                options_.min_snapshots);
+    section.table.columns = {"Type or line", "Count growth", "Size growth", "Per interval",
+                             "Allocated at"};
+    for (const SuspectedLeak& leak : detect_leaks()) {
+      std::string per;
+      for (auto n : leak.count_per_interval) per += (per.empty() ? "" : ", ") + fmt::format("{:+}", n);
+      section.table.rows.push_back(
+          {{leak.type_name.empty() ? "(blocks)" : leak.type_name, {}},
+           count_cell(leak.count_growth, true), delta_cell(leak.size_growth), {per, {}},
+           {leak.site.empty() ? std::string("(not traced)") : tracemalloc::to_string(leak.site), {}}});
+      section.details.push_back(MemoryLeakDetector::format_leak(leak));
+    }
+    section.empty_text = "No suspected leak: nothing grew in every interval.";
+    return section;
+  }
+
+  detail::report::Section cycles_section() const {
+    detail::report::Section section{"cycles", "Reference cycles", {}, {}, {}, {}};
+    section.intro = "memlens types whose objects only the cycle collector freed while the "
+                    "profiler ran, with a cycle it found through one of them.";
+    section.table.columns = {"Type", "Freed by the collector", "Bytes", "Example found at",
+                             "Cycle"};
+    const std::vector<sys::TypeStats> now = running_ ? [] {
+      memlens::detail::trace::TracerScope untraced;
+      return sys::type_stats();
+    }()
+                                                     : end_types_;
+    for (const auto& t : now) {
+      const std::uint64_t collected = t.collected - collected_at_start(t.type_name);
+      if (collected == 0) continue;
+      const FoundCycle* example = nullptr;
+      for (const auto& c : cycles_) {
+        if (c.type_name == t.type_name) example = &c;
+      }
+      section.table.rows.push_back(
+          {{t.type_name, {}}, count_cell(static_cast<std::ptrdiff_t>(collected)),
+           size_cell(static_cast<std::size_t>(collected) * t.object_size),
+           {example ? example->snapshot : std::string(), {}},
+           {example ? example->path : std::string("(found by the collector between snapshots)"),
+            {}}});
+    }
+    section.empty_text = options_.collect_first
+                             ? "The collector freed no cycle while the profiler ran."
+                             : "The collector freed no cycle while the profiler ran "
+                               "(collect_first is off: no example cycles are looked for).";
+    return section;
+  }
+
+  detail::report::Section suggestions_section() {
+    detail::report::Section section{"suggestions", "Suggestions", {}, {}, {}, {}};
+    section.intro = "Changes to the code, computed from what was measured, largest estimated "
+                    "saving first.";
+    section.table.columns = {"Rule", "Where", "Estimated saving", "What to change"};
+    for (const Suggestion& s : suggest_optimizations()) {
+      section.table.rows.push_back(
+          {{s.rule, {}}, {s.site, {}}, size_cell(s.estimated_saving), {s.message, {}}});
+    }
+    section.empty_text = "No suggestion: no rule found anything to change.";
+    return section;
+  }
+
+  std::uint64_t collected_at_start(const std::string& type) const {
+    for (const auto& b : start_types_) {
+      if (b.type_name == type) return b.collected;
+    }
+    return 0;
+  }
+
   // --- suggestion rules ---
 
   static std::string bytes(std::size_t n) { return memlens::detail::format_bytes(n); }
@@ -745,11 +996,7 @@ class AdvancedMemoryProfiler {
     }()
                                                      : end_types_;
     for (const auto& t : now) {
-      std::uint64_t before = 0;
-      for (const auto& b : start_types_) {
-        if (b.type_name == t.type_name) before = b.collected;
-      }
-      const std::uint64_t collected = t.collected - before;
+      const std::uint64_t collected = t.collected - collected_at_start(t.type_name);
       if (collected == 0) continue;
       const std::size_t saving = static_cast<std::size_t>(collected) * t.object_size;
       out.push_back(Suggestion{

@@ -417,12 +417,15 @@ template <class T>
 struct ProfilerFormatter {
   constexpr auto parse(fmt::format_parse_context& ctx) {
     auto it = ctx.begin();
-    if (it != ctx.end() && *it != '}') ctx.on_error("MemoryProfiler types take no format spec");
+    if (it != ctx.end() && *it != '}') ctx.on_error("memlens profiler types take no format spec");
     return it;
   }
   template <class Context>
   auto format(const T& value, Context& ctx) const {
-    return fmt::format_to(ctx.out(), "{}", memlens::to_string(value));
+    // Unqualified: argument-dependent lookup finds the to_string of types declared after this
+    // template too (the AdvancedMemoryProfiler's).
+    using memlens::to_string;
+    return fmt::format_to(ctx.out(), "{}", to_string(value));
   }
 };
 
