@@ -22,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace memlens_examples {
@@ -197,7 +198,10 @@ class OrderFeed {
     std::int64_t year = 2023, month = 7, day = offset / 86400;
     while (day >= days_in_month(year, month)) {
       day -= days_in_month(year, month);
-      if (++month == 13) month = 1, ++year;
+      if (++month == 13) {
+        month = 1;
+        ++year;
+      }
     }
     const auto second = offset % 86400;
     const auto put = [&out](std::int64_t value, std::size_t width) {
