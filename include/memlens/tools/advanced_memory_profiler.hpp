@@ -734,6 +734,12 @@ class AdvancedMemoryProfiler {
     return error ? std::string() : exe.filename().string();
   }
 
+  /// A cell that sorts as text.
+  static detail::report::Cell text_cell(std::string text) {
+    detail::report::Cell cell;
+    cell.text = std::move(text);
+    return cell;
+  }
   static detail::report::Cell size_cell(std::size_t n) {
     return {bytes(n), static_cast<double>(n)};
   }
@@ -768,7 +774,7 @@ class AdvancedMemoryProfiler {
       const std::string line = tracemalloc::to_string(st.traceback);
       const auto f = function_of.find(line);
       section.table.rows.push_back(
-          {{line, {}}, {f == function_of.end() ? std::string() : f->second, {}},
+          {text_cell(line), text_cell(f == function_of.end() ? std::string() : f->second),
            size_cell(st.size), count_cell(static_cast<std::ptrdiff_t>(st.count)),
            size_cell(st.count ? st.size / st.count : 0),
            {fmt::format("{:.1f} %", last.current ? 100.0 * static_cast<double>(st.size) /
@@ -795,8 +801,8 @@ class AdvancedMemoryProfiler {
     const auto growth = analyze_growth();
     for (std::size_t i = 0; i < growth.size() && i < options_.report_rows; ++i) {
       const Growth& g = growth[i];
-      section.table.rows.push_back({{g.kind == Growth::Kind::type ? "type" : "line", {}},
-                                    {g.label, {}},
+      section.table.rows.push_back({text_cell(g.kind == Growth::Kind::type ? "type" : "line"),
+                                    text_cell(g.label),
                                     delta_cell(g.size_diff),
                                     count_cell(g.count_diff, true),
                                     size_cell(g.size),
@@ -822,9 +828,9 @@ class AdvancedMemoryProfiler {
       std::string per;
       for (auto n : leak.count_per_interval) per += (per.empty() ? "" : ", ") + fmt::format("{:+}", n);
       section.table.rows.push_back(
-          {{leak.type_name.empty() ? "(blocks)" : leak.type_name, {}},
-           count_cell(leak.count_growth, true), delta_cell(leak.size_growth), {per, {}},
-           {leak.site.empty() ? std::string("(not traced)") : tracemalloc::to_string(leak.site), {}}});
+          {text_cell(leak.type_name.empty() ? "(blocks)" : leak.type_name),
+           count_cell(leak.count_growth, true), delta_cell(leak.size_growth), text_cell(per),
+           text_cell(leak.site.empty() ? std::string("(not traced)") : tracemalloc::to_string(leak.site))});
       section.details.push_back(MemoryLeakDetector::format_leak(leak));
     }
     section.empty_text = "No suspected leak: nothing grew in every interval.";
@@ -850,11 +856,11 @@ class AdvancedMemoryProfiler {
         if (c.type_name == t.type_name) example = &c;
       }
       section.table.rows.push_back(
-          {{t.type_name, {}}, count_cell(static_cast<std::ptrdiff_t>(collected)),
+          {text_cell(t.type_name), count_cell(static_cast<std::ptrdiff_t>(collected)),
            size_cell(static_cast<std::size_t>(collected) * t.object_size),
-           {example ? example->snapshot : std::string(), {}},
-           {example ? example->path : std::string("(found by the collector between snapshots)"),
-            {}}});
+           text_cell(example ? example->snapshot : std::string()),
+           text_cell(example ? example->path
+                             : std::string("(found by the collector between snapshots)"))});
     }
     section.empty_text = options_.collect_first
                              ? "The collector freed no cycle while the profiler ran."
@@ -870,7 +876,7 @@ class AdvancedMemoryProfiler {
     section.table.columns = {"Rule", "Where", "Estimated saving", "What to change"};
     for (const Suggestion& s : suggest_optimizations()) {
       section.table.rows.push_back(
-          {{s.rule, {}}, {s.site, {}}, size_cell(s.estimated_saving), {s.message, {}}});
+          {text_cell(s.rule), text_cell(s.site), size_cell(s.estimated_saving), text_cell(s.message)});
     }
     section.empty_text = "No suggestion: no rule found anything to change.";
     return section;
