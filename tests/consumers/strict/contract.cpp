@@ -4,6 +4,7 @@
 // exits 0 only if what it checks at run time holds.
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -274,6 +275,50 @@ void leaks() {
   detector.stop_monitoring();
 }
 
+// The advanced profiler, as pinned.
+void profiling() {
+  memlens::ProfilerOptions options;
+  options.nframe = 16;
+  options.sample_interval = std::chrono::milliseconds(10);
+  options.sample_bytes = 0;
+  memlens::AdvancedMemoryProfiler profiler(options);
+  profiler.start();
+  const memlens::ProfileSnapshot& first = profiler.take_snapshot("first");
+  std::vector<memlens::Ref<Leaky>> kept;
+  for (int round = 0; round < 3; ++round) {
+    kept.push_back(memlens::make<Leaky>());
+    profiler.take_snapshot();
+  }
+  profiler.stop();
+  expect(first.label == "first" && profiler.snapshots().size() == 4, "take_snapshot");
+  std::vector<memlens::Growth> growth = profiler.analyze_growth();
+  expect(!growth.empty() && !growth.front().label.empty() && growth.front().size_diff > 0 &&
+             growth.front().count_diff > 0,
+         "analyze_growth");
+  std::vector<memlens::SuspectedLeak> leaks = profiler.detect_leaks();
+  expect(!leaks.empty(), "detect_leaks");
+  leaks.clear();
+  std::vector<memlens::Suggestion> suggestions = profiler.suggest_optimizations();
+  for (const memlens::Suggestion& s : suggestions) {
+    expect(!s.rule.empty() && !s.message.empty() && !s.site.empty() && s.estimated_saving > 0,
+           "Suggestion");
+  }
+  const std::vector<memlens::TimelinePoint> points = profiler.timeline();
+  expect(points.size() >= 6 && points.back().elapsed >= points.front().elapsed &&
+             points.back().traced_peak >= points.back().traced_current && points.back().rss > 0,
+         "timeline");
+  expect(!profiler.sparkline(20).empty(), "sparkline");
+  char dir[] = "/tmp/memlens_contract_XXXXXX";
+  if (mkdtemp(dir) == nullptr) return expect(false, "mkdtemp");
+  const std::filesystem::path report = std::filesystem::path(dir) / "report.html";
+  const std::filesystem::path timeline = std::filesystem::path(dir) / "timeline.svg";
+  profiler.generate_report(report);
+  profiler.plot_memory_timeline(timeline);
+  expect(std::filesystem::file_size(report) > 0 && std::filesystem::file_size(timeline) > 0,
+         "generate_report and plot_memory_timeline");
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 
 int main() {
@@ -284,5 +329,6 @@ int main() {
   tracing();
   tools();
   leaks();
+  profiling();
   return failures == 0 ? 0 : 1;
 }
