@@ -596,9 +596,9 @@ void measure_live_set(benchmark::State& state, const LiveSetCase& c) {
 }
 
 void measure_accuracy(benchmark::State& state) {
-  const std::vector<std::string> command = {
-      programs.self, fmt::format("--accuracy={}", kAccuracyAllocations),
-      fmt::format("--sample-bytes={}", kSampleBytes)};
+  const std::vector<std::string> command = {programs.self,
+                                            fmt::format("--accuracy={}", kAccuracyAllocations),
+                                            fmt::format("--sample-bytes={}", kSampleBytes)};
   for (auto _ : state) {
     const ChildRun run = run_child(command);
     const auto max_error = json_number(run.report, "max_error");
@@ -891,8 +891,9 @@ void print_summary(const SummaryReporter& results, const Load& load) {
   }
 
   // The accuracy of the sampled estimates.
-  fmt::print("\n  Sampled estimates (512 KiB) of the {} largest \"lineno\" sites of a ~4M live set\n",
-             kAccuracySites);
+  fmt::print(
+      "\n  Sampled estimates (512 KiB) of the {} largest \"lineno\" sites of a ~4M live set\n",
+      kAccuracySites);
   if (const Figures* f = results.figures("accuracy/4M/sampled_512KiB")) {
     const double error = f->counter("max_err");
     const double site = f->counter("site_MiB");

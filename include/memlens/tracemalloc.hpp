@@ -908,7 +908,8 @@ inline Snapshot take_snapshot() {
 }
 
 /// Where the object at `ptr` was allocated, if it is traced (Python's get_object_traceback;
-/// unlike Python's, the traceback has its total_nframe).
+/// unlike Python's, the traceback has its total_nframe). While sampling, only the sampled
+/// blocks have one.
 inline std::optional<Traceback> get_object_traceback(const void* ptr, unsigned domain = 0) {
   namespace t = memlens::detail::trace;
   auto data = std::make_shared<detail::SnapshotData>();

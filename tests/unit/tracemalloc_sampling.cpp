@@ -4,6 +4,8 @@
 // enough blocks that this bound is tight: they fail about once in 10^8 runs by chance, and at
 // once when the scaling is wrong. Blocks that need no memory are "allocated" with track() at
 // addresses nothing uses, in domains of their own.
+#include <unistd.h>
+
 #include <atomic>
 #include <cmath>
 #include <cstddef>
@@ -12,7 +14,6 @@
 #include <memlens/tracemalloc.hpp>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "memlens_test.hpp"
@@ -229,12 +230,10 @@ TEST_CASE("tracemalloc: frees of sampled blocks bring current back down", "[trac
   CHECK(after.current == before.current);
 }
 
-TEST_CASE("tracemalloc: a sampled snapshot keeps its rate through dump and load",
-          "[tracemalloc]") {
-  const std::string path =
-      (std::filesystem::temp_directory_path() /
-       ("memlens_ts_" + std::to_string(getpid()) + "_sampled.snap"))
-          .string();
+TEST_CASE("tracemalloc: a sampled snapshot keeps its rate through dump and load", "[tracemalloc]") {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("memlens_ts_" + std::to_string(getpid()) + "_sampled.snap"))
+                               .string();
   tracemalloc::Snapshot snapshot;
   {
     ts::Tracing tracing(1, {.sample_bytes = 65536});
@@ -268,9 +267,9 @@ TEST_CASE("tracemalloc: sample_bytes is checked and kept while tracing", "[trace
   CHECK(tracemalloc::get_sample_bytes() == 0);
   const std::size_t too_large = tracemalloc::TraceOptions::max_sample_bytes + 1;
   CHECK_THROWS_AS(tracemalloc::start(1, {.sample_bytes = too_large}), memlens::ValueError);
-  CHECK_THROWS_WITH(tracemalloc::start(1, {.sample_bytes = too_large}),
-                    memlens_test::contains("sample_bytes") &&
-                        memlens_test::contains(std::to_string(too_large)));
+  CHECK_THROWS_WITH(
+      tracemalloc::start(1, {.sample_bytes = too_large}),
+      memlens_test::contains("sample_bytes") && memlens_test::contains(std::to_string(too_large)));
   CHECK_FALSE(tracemalloc::is_tracing());
   {
     ts::Tracing tracing(3, {.sample_bytes = 1000});

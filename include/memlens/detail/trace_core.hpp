@@ -534,10 +534,11 @@ struct Sampler {
   void seed() noexcept {
     timespec now{};
     clock_gettime(CLOCK_MONOTONIC, &now);
-    std::uint64_t x = (static_cast<std::uint64_t>(now.tv_sec) * 1000000000ULL +
-                       static_cast<std::uint64_t>(now.tv_nsec)) ^
-                      reinterpret_cast<std::uintptr_t>(this) ^
-                      (sampler_seeds.fetch_add(1, std::memory_order_relaxed) * 0x9e3779b97f4a7c15ULL);
+    std::uint64_t x =
+        (static_cast<std::uint64_t>(now.tv_sec) * 1000000000ULL +
+         static_cast<std::uint64_t>(now.tv_nsec)) ^
+        reinterpret_cast<std::uintptr_t>(this) ^
+        (sampler_seeds.fetch_add(1, std::memory_order_relaxed) * 0x9e3779b97f4a7c15ULL);
     x += 0x9e3779b97f4a7c15ULL;
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
