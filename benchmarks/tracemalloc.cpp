@@ -2,9 +2,11 @@
 // generated documents (std::map, std::unordered_map, strings, vectors and small objects made with
 // new and delete, about 3M allocations of mixed sizes, from call stacks up to a dozen frames
 // deep). The same workload runs untraced, with the allocation hook installed but idle, traced with
-// 1 and with 16 frames, and under heaptrack; then the tracer's memory per live traced allocation
-// and the time of take_snapshot and Snapshot::statistics on 4M live allocations. The summary at
-// the end gives the ratios measured in this one run and judges the goals.
+// 1 and with 16 frames, sampled (TraceOptions::sample_bytes = 512 KiB, 16 frames), and under
+// heaptrack; then the tracer's memory per live traced allocation, the time of take_snapshot and
+// Snapshot::statistics on 4M live allocations, and how close the sampled estimates of the
+// largest sites of such a live set come to their exact figures. The summary at the end gives
+// the ratios measured in this one run and judges the goals.
 //
 // "Untraced" means no hook at all: CMake builds this file twice, as bench_tracemalloc, which
 // links the hook (tracemalloc/track_new.cpp), and as bench_tracemalloc_untraced, which does not.
@@ -26,6 +28,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -244,9 +247,11 @@ constexpr std::size_t kLiveAllocationsPerIndex = 87'600;
 }  // namespace workload
 
 // ---------------------------------------------------------------------------------------------
-// The child processes: `--workload [--nframe=N]` runs the workload once; `--live-set=N
-// --nframe=N` builds about N live allocations and measures the tracer on them. Each prints one
-// line: the marker, then a flat JSON object (child_process.hpp reads it).
+// The child processes: `--workload [--nframe=N [--sample-bytes=B]]` runs the workload once;
+// `--live-set=N --nframe=N` builds about N live allocations and measures the tracer on them;
+// `--accuracy=N --sample-bytes=B` builds the same live set traced exactly, then sampled, and
+// compares the largest sites. Each prints one line: the marker, then a flat JSON object
+// (child_process.hpp reads it).
 
 using memlens_bench::ChildRun;
 using memlens_bench::find_program;
@@ -285,13 +290,13 @@ Timed timed(Call&& call) {
           static_cast<double>(cpu_end - cpu_start) / CLOCKS_PER_SEC};
 }
 
-int workload_child(int nframe) {
+int workload_child(int nframe, std::size_t sample_bytes) {
   const bool hooked = hook_installed();
   if (nframe > 0 && !hooked) {
     fmt::print(stderr, "tracing needs the hook: run bench_tracemalloc, not this program\n");
     return 1;
   }
-  if (nframe > 0) tracemalloc::start(nframe);
+  if (nframe > 0) tracemalloc::start(nframe, {.sample_bytes = sample_bytes});
   std::uint64_t checksum = 0;
   const Timed t = timed([&] { checksum = workload::run(); });
   tracemalloc::stop();
@@ -346,6 +351,59 @@ int live_set_child(std::size_t allocations, int nframe) {
   return 0;
 }
 
+/// The "lineno" statistics of the live set of about `allocations`, traced with `options`.
+std::vector<tracemalloc::Statistic> live_set_statistics(std::size_t allocations,
+                                                        tracemalloc::TraceOptions options) {
+  tracemalloc::start(1, options);
+  auto live = workload::build_live_set(allocations);
+  auto statistics = tracemalloc::take_snapshot().statistics("lineno");
+  tracemalloc::stop();
+  return statistics;
+}
+
+/// The largest sites of the live set, exact and estimated from sampling: the largest relative
+/// error of the estimated bytes of the kAccuracySites largest sites (by their exact bytes).
+constexpr std::size_t kAccuracySites = 5;
+
+int accuracy_child(std::size_t allocations, std::size_t sample_bytes) {
+  if (!hook_installed()) {
+    fmt::print(stderr, "the live set is traced through the hook: run bench_tracemalloc\n");
+    return 1;
+  }
+  // The workload is deterministic: both runs allocate the same blocks at the same lines.
+  const auto exact = live_set_statistics(allocations, {});
+  const auto sampled = live_set_statistics(allocations, {.sample_bytes = sample_bytes});
+  std::map<std::pair<std::string, int>, std::size_t> estimates;
+  for (const auto& s : sampled) {
+    if (!s.traceback.empty()) {
+      estimates[{s.traceback.front().filename, s.traceback.front().lineno}] += s.size;
+    }
+  }
+  double max_error = 0;
+  std::size_t smallest = 0;  // the exact bytes of the smallest of the sites compared
+  std::string sites;
+  for (std::size_t i = 0; i < std::min(kAccuracySites, exact.size()); ++i) {
+    const auto& s = exact[i];
+    if (s.traceback.empty()) continue;
+    const auto it = estimates.find({s.traceback.front().filename, s.traceback.front().lineno});
+    const double estimate = it == estimates.end() ? 0 : static_cast<double>(it->second);
+    const double error = std::abs(estimate / static_cast<double>(s.size) - 1);
+    max_error = std::max(max_error, error);
+    smallest = s.size;
+    sites += fmt::format("{}{}:{} {:.1f} MiB {:+.1f}%", sites.empty() ? "" : ", ",
+                         std::filesystem::path(s.traceback.front().filename).filename().string(),
+                         s.traceback.front().lineno, static_cast<double>(s.size) / (1 << 20),
+                         100 * (estimate / static_cast<double>(s.size) - 1));
+  }
+  std::size_t total = 0;
+  for (const auto& s : exact) total += s.size;
+  fmt::print(
+      "{}{{\"max_error\": {:.6f}, \"total_bytes\": {}, \"smallest_site_bytes\": {}, "
+      "\"sites\": \"{}\"}}\n",
+      kReportMarker, max_error, total, smallest, sites);
+  return 0;
+}
+
 // ---------------------------------------------------------------------------------------------
 // heaptrack's files.
 
@@ -397,15 +455,24 @@ struct WorkloadCase {
   Runner runner;
   int nframe;  // 0: not tracing
   int repetitions;
+  std::size_t sample_bytes;  // TraceOptions::sample_bytes
 };
 
+/// The sampled variants' mean: one sample per 512 KiB allocated, on average.
+constexpr std::size_t kSampleBytes = 512 * 1024;
+
 constexpr WorkloadCase kWorkloadCases[] = {
-    {"workload/untraced", "untraced (no hook)", Runner::untraced, 0, 15},
-    {"workload/idle", "hook installed, idle", Runner::self, 0, 15},
-    {"workload/1_frame", "tracing, 1 frame", Runner::self, 1, 7},
-    {"workload/16_frames", "tracing, 16 frames", Runner::self, 16, 7},
-    {"workload/heaptrack", "heaptrack", Runner::heaptrack, 0, 5},
+    {"workload/untraced", "untraced (no hook)", Runner::untraced, 0, 15, 0},
+    {"workload/idle", "hook installed, idle", Runner::self, 0, 15, 0},
+    {"workload/1_frame", "tracing, 1 frame", Runner::self, 1, 7, 0},
+    {"workload/16_frames", "tracing, 16 frames", Runner::self, 16, 7, 0},
+    {"workload/sampled_512KiB", "sampled 512 KiB, 16 fr.", Runner::self, 16, 11, kSampleBytes},
+    {"workload/heaptrack", "heaptrack", Runner::heaptrack, 0, 5, 0},
 };
+
+/// The live set whose largest sites are estimated from sampling and compared with the exact.
+constexpr std::size_t kAccuracyAllocations = 4'000'000;
+constexpr int kAccuracyRepetitions = 3;
 
 struct LiveSetCase {
   const char* name;
@@ -454,7 +521,8 @@ void measure_workload(benchmark::State& state, const WorkloadCase& c) {
       command = {programs.untraced, "--workload"};
       break;
     case Runner::self:
-      command = {programs.self, "--workload", fmt::format("--nframe={}", c.nframe)};
+      command = {programs.self, "--workload", fmt::format("--nframe={}", c.nframe),
+                 fmt::format("--sample-bytes={}", c.sample_bytes)};
       break;
     case Runner::heaptrack:
       command = {programs.heaptrack, "-o", programs.heaptrack_dir->path() + "/run",
@@ -493,6 +561,9 @@ void measure_workload(benchmark::State& state, const WorkloadCase& c) {
 /// The largest statistics("lineno") entry of a live set, as its child printed it.
 std::map<std::string, std::string> largest_line;
 
+/// Each accuracy run's sites: file:line, exact MiB, error of the estimate.
+std::vector<std::string> accuracy_sites;
+
 void measure_live_set(benchmark::State& state, const LiveSetCase& c) {
   const std::vector<std::string> command = {programs.self,
                                             fmt::format("--live-set={}", c.allocations),
@@ -524,6 +595,26 @@ void measure_live_set(benchmark::State& state, const LiveSetCase& c) {
   }
 }
 
+void measure_accuracy(benchmark::State& state) {
+  const std::vector<std::string> command = {programs.self,
+                                            fmt::format("--accuracy={}", kAccuracyAllocations),
+                                            fmt::format("--sample-bytes={}", kSampleBytes)};
+  for (auto _ : state) {
+    const ChildRun run = run_child(command);
+    const auto max_error = json_number(run.report, "max_error");
+    const auto total = json_number(run.report, "total_bytes");
+    const auto smallest = json_number(run.report, "smallest_site_bytes");
+    if (!run.exited_zero || !max_error || !total || !smallest) {
+      return fail(state, run.problem(command.front()));
+    }
+    state.SetIterationTime(run.seconds);
+    state.counters["max_err"] = *max_error;
+    state.counters["live_MiB"] = *total / (1 << 20);
+    state.counters["site_MiB"] = *smallest / (1 << 20);
+    accuracy_sites.push_back(json_field(run.report, "sites").value_or(""));
+  }
+}
+
 void register_benchmarks() {
   for (const WorkloadCase& c : kWorkloadCases) {
     if (c.runner == Runner::heaptrack && programs.heaptrack.empty()) continue;
@@ -542,6 +633,12 @@ void register_benchmarks() {
         ->ReportAggregatesOnly(true)
         ->Unit(benchmark::kMillisecond);
   }
+  benchmark::RegisterBenchmark("accuracy/4M/sampled_512KiB", measure_accuracy)
+      ->UseManualTime()
+      ->Iterations(1)
+      ->Repetitions(kAccuracyRepetitions)
+      ->ReportAggregatesOnly(true)
+      ->Unit(benchmark::kMillisecond);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -687,7 +784,10 @@ void print_summary(const SummaryReporter& results, const Load& load) {
     std::string goal;
     std::optional<double> ratio;
     if (f && untraced) ratio = f->counter("cpu_s") / untraced->counter("cpu_s");
-    switch (c.runner == Runner::self ? c.nframe : -1) {
+    switch (c.runner != Runner::self ? -1 : c.sample_bytes != 0 ? -2 : c.nframe) {
+      case -2:
+        goal = judge("<= 1.10x", ratio ? std::optional(*ratio <= 1.10) : std::nullopt);
+        break;
       case 0:
         goal = judge("<= 1.05x", ratio ? std::optional(*ratio <= 1.05) : std::nullopt);
         break;
@@ -730,6 +830,15 @@ void print_summary(const SummaryReporter& results, const Load& load) {
         "frames +{:.0f}%\n",
         100 * (heaptrack->counter("process_s") / untraced->counter("process_s") - 1),
         100 * (sixteen->counter("process_s") / untraced->counter("process_s") - 1));
+  }
+
+  const Figures* sampled = results.figures("workload/sampled_512KiB");
+  if (untraced && sampled && sixteen) {
+    fmt::print(
+        "  Sampled at 512 KiB with 16 frames: {} the untraced CPU time, against {} tracing every "
+        "allocation\n  with 16 frames (CPython's sampled mode: 1.23x)\n",
+        ratio_text(sampled->counter("cpu_s") / untraced->counter("cpu_s")),
+        ratio_text(sixteen->counter("cpu_s") / untraced->counter("cpu_s")));
   }
 
   // The live sets.
@@ -781,6 +890,26 @@ void print_summary(const SummaryReporter& results, const Load& load) {
     }
   }
 
+  // The accuracy of the sampled estimates.
+  fmt::print(
+      "\n  Sampled estimates (512 KiB) of the {} largest \"lineno\" sites of a ~4M live set\n",
+      kAccuracySites);
+  if (const Figures* f = results.figures("accuracy/4M/sampled_512KiB")) {
+    const double error = f->counter("max_err");
+    const double site = f->counter("site_MiB");
+    fmt::print(
+        "  live {:.0f} MiB; the smallest of the sites {:.1f} MiB, about {:.0f} samples of small "
+        "blocks, so a relative\n  standard deviation of about {:.1f}% for it\n",
+        f->counter("live_MiB"), site, site * 2, 100 / std::sqrt(std::max(site * 2, 1.0)));
+    for (const std::string& sites : accuracy_sites) fmt::print("  {}\n", sites);
+    fmt::print("  Largest relative error (median of {} runs): {:.1f}%, {}\n", kAccuracyRepetitions,
+               100 * error, judge("<= 10%", error <= 0.10));
+  } else {
+    const std::string failure = results.failure("accuracy/4M/sampled_512KiB");
+    fmt::print("  n/a{}\n", failure.empty() ? "" : ": error: " + failure);
+    all_judged = false;
+  }
+
   fmt::print("\nGoals: {}\n", !all_met      ? "NOT all met"
                               : !all_judged ? "all that could be judged met"
                                             : "all met");
@@ -802,12 +931,21 @@ double load_average() {
 
 int main(int argc, char** argv) {
   const std::string_view mode = argc >= 2 ? argv[1] : "";
-  if (mode == "--workload" || mode.starts_with("--live-set=")) {
+  if (mode == "--workload" || mode.starts_with("--live-set=") || mode.starts_with("--accuracy=")) {
     int nframe = 0;
-    if (argc >= 3 && std::string_view(argv[2]).starts_with("--nframe=")) {
-      nframe = std::atoi(argv[2] + std::strlen("--nframe="));
+    std::size_t sample_bytes = 0;
+    for (int i = 2; i < argc; ++i) {
+      const std::string_view arg = argv[i];
+      if (arg.starts_with("--nframe=")) nframe = std::atoi(argv[i] + std::strlen("--nframe="));
+      if (arg.starts_with("--sample-bytes=")) {
+        sample_bytes = std::strtoull(argv[i] + std::strlen("--sample-bytes="), nullptr, 10);
+      }
     }
-    if (mode == "--workload") return workload_child(nframe);
+    if (mode == "--workload") return workload_child(nframe, sample_bytes);
+    if (mode.starts_with("--accuracy=")) {
+      return accuracy_child(std::strtoull(argv[1] + std::strlen("--accuracy="), nullptr, 10),
+                            sample_bytes);
+    }
     const auto allocations = std::strtoull(argv[1] + std::strlen("--live-set="), nullptr, 10);
     return live_set_child(allocations, nframe > 0 ? nframe : 1);
   }

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -297,6 +298,7 @@ struct SnapshotData {
   std::vector<std::uintptr_t> pcs;
   std::vector<memlens::detail::trace::TracebackRecord> records;
   int traceback_limit = 1;
+  std::size_t sample_bytes = 0;  // TraceOptions::sample_bytes of the session; 0: every block
   bool skip_std = true;
 
   std::once_flag symbolized_once;
@@ -415,7 +417,14 @@ class Snapshot {
   /// The traceback limit tracemalloc had when the snapshot was taken.
   int traceback_limit() const noexcept { return data_->traceback_limit; }
 
-  /// Every trace (symbolizes the tracebacks on first use).
+  /// TraceOptions::sample_bytes of the tracing the snapshot was taken from: 0 when every
+  /// allocation was traced. When not 0, traces() holds only the sampled blocks, and
+  /// statistics() and compare_to() give estimates.
+  std::size_t sample_bytes() const noexcept { return data_->sample_bytes; }
+
+  /// Every trace (symbolizes the tracebacks on first use). When sampling (sample_bytes() is not
+  /// 0), the sampled blocks only, each with its real size: a block of size s stands for
+  /// s / p(s) bytes and 1 / p(s) blocks, p(s) = 1 - exp(-s / sample_bytes()).
   const std::vector<Trace>& traces() const {
     std::call_once(data_->traces_once, [this] {
       const auto& tracebacks = data_->symbolized();
@@ -430,7 +439,9 @@ class Snapshot {
 
   /**
    * Statistics grouped by `key_type`: "filename", "lineno" or "traceback", largest first.
-   * With `cumulative`, every frame of a traceback counts, not only the most recent one.
+   * With `cumulative`, every frame of a traceback counts, not only the most recent one. When
+   * the snapshot was sampled, `size` and `count` are unbiased estimates (see traces()),
+   * rounded per traceback.
    */
   std::vector<Statistic> statistics(std::string_view key_type, bool cumulative = false) const {
     auto groups = group_by(key_type, cumulative);
@@ -446,7 +457,8 @@ class Snapshot {
     return stats;
   }
 
-  /// Differences from an older snapshot, grouped by `key_type`, largest change first.
+  /// Differences from an older snapshot, grouped by `key_type`, largest change first. Sizes and
+  /// counts of a sampled snapshot are estimates, each snapshot scaled by its own rate.
   std::vector<StatisticDiff> compare_to(const Snapshot& old, std::string_view key_type,
                                         bool cumulative = false) const {
     auto now = group_by(key_type, cumulative);
@@ -487,6 +499,7 @@ class Snapshot {
     Snapshot result;
     auto& d = *result.data_;
     d.traceback_limit = data_->traceback_limit;
+    d.sample_bytes = data_->sample_bytes;
     d.skip_std = data_->skip_std;
     d.tracebacks = data_->symbolized();
     std::call_once(d.symbolized_once, [] {});
@@ -575,9 +588,28 @@ class Snapshot {
     }
     const auto& tracebacks = data_->symbolized();
     std::vector<Sum> per_traceback(tracebacks.size());
-    for (const auto& t : data_->traces) {
-      per_traceback[t.traceback].size += t.size;
-      per_traceback[t.traceback].count += 1;
+    if (const std::size_t mean = data_->sample_bytes; mean == 0) {
+      for (const auto& t : data_->traces) {
+        per_traceback[t.traceback].size += t.size;
+        per_traceback[t.traceback].count += 1;
+      }
+    } else {
+      // Each sampled block stands for size / p bytes and 1 / p blocks (Horvitz-Thompson).
+      std::vector<std::pair<double, double>> estimates(tracebacks.size());
+      for (const auto& t : data_->traces) {
+        auto& [bytes, blocks] = estimates[t.traceback];
+        if (t.size == 0) {  // never sampled but by start()'s probe: one block, no bytes
+          blocks += 1;
+          continue;
+        }
+        const double p = memlens::detail::trace::sample_probability(t.size, mean);
+        bytes += static_cast<double>(t.size) / p;
+        blocks += 1 / p;
+      }
+      for (std::size_t id = 0; id < estimates.size(); ++id) {
+        per_traceback[id].size = static_cast<std::size_t>(std::llround(estimates[id].first));
+        per_traceback[id].count = static_cast<std::size_t>(std::llround(estimates[id].second));
+      }
     }
     std::unordered_map<Traceback, Sum> groups;
     auto add = [&](const Traceback& key, const Traceback& shown, const Sum& s) {
@@ -637,7 +669,9 @@ MEMLENS_NOINLINE inline std::optional<bool> probe_operator_new() {
   // Through volatile pointers: a compiler may remove a new/delete pair nobody observes.
   void* (*volatile allocate)(std::size_t) = &::operator new;
   void (*volatile release)(void*) noexcept = &::operator delete;
+  t::force_next_sample();  // a sampling tracer would never pick a block of size 0
   void* block = allocate(0);
+  t::undo_forced_sample();
   std::optional<bool> traced;
   {
     t::LockGuard lock;
@@ -653,21 +687,49 @@ MEMLENS_NOINLINE inline std::optional<bool> probe_operator_new() {
 
 }  // namespace detail
 
+/// How start() traces, beyond the number of frames.
+struct TraceOptions {
+  /// The largest sample_bytes accepted (1 TiB).
+  static constexpr std::size_t max_sample_bytes = memlens::detail::trace::max_sample_bytes;
+
+  /**
+   * 0 (the default) traces every allocation. N > 0 samples, for long or production runs: each
+   * allocation of `size` bytes is traced with probability 1 - exp(-size / N) (Poisson sampling
+   * of the allocated bytes, one point per N bytes on average, as tcmalloc's and jemalloc's heap
+   * profilers sample), so a block much larger than N is nearly always traced and one much
+   * smaller rarely. An allocation that is not sampled costs a per-thread countdown, no stack
+   * walk and no lock. get_traced_memory(), Snapshot::statistics() and compare_to() then give
+   * unbiased estimates; Snapshot::traces() holds the sampled blocks only.
+   */
+  std::size_t sample_bytes = 0;
+};
+
 /**
  * Starts tracing allocations, storing up to `nframe` frames per traceback (Python's
- * tracemalloc.start). Does nothing (not even change the limit) when already tracing, as Python.
- * Frames are source-level frames: a function the compiler inlined is a frame of its own, as
- * Python counts Python frames.
+ * tracemalloc.start). Does nothing (not even change the limit or the options) when already
+ * tracing, as Python; get_traceback_limit() and get_sample_bytes() tell what is in force. The
+ * arguments are checked first all the same. Frames are source-level frames: a function the
+ * compiler inlined is a frame of its own, as Python counts Python frames.
  *
  * In a program that does not include memlens/track_new.hpp, allocations made with new (std
  * containers, strings) are not traced: start() finds out with one allocation and says so on
  * stderr, once per process (is_hooked() tells it too).
+ *
+ * ```cpp
+ * // About one allocation per 512 KiB allocated is traced; sizes and counts are estimates.
+ * memlens::tracemalloc::start(16, {.sample_bytes = 512 * 1024});
+ * ```
  */
-MEMLENS_SHARED inline void start(int nframe = 1) {
+MEMLENS_SHARED inline void start(int nframe = 1, TraceOptions options = {}) {
   namespace t = memlens::detail::trace;
   if (nframe < 1 || nframe > t::max_nframe) {
     throw ValueError("tracemalloc: the number of frames must be in range [1; " +
                      std::to_string(t::max_nframe) + "], got " + std::to_string(nframe));
+  }
+  if (options.sample_bytes > TraceOptions::max_sample_bytes) {
+    throw ValueError("tracemalloc: sample_bytes must be at most " +
+                     std::to_string(TraceOptions::max_sample_bytes) + " (1 TiB), got " +
+                     std::to_string(options.sample_bytes));
   }
   // A child forked while another thread held the tracer's lock would wait for it forever.
   static const bool fork_safe = [] {
@@ -692,6 +754,7 @@ MEMLENS_SHARED inline void start(int nframe = 1) {
     t::LockGuard lock;
     if (t::state.tracing.load(std::memory_order_relaxed)) return;
     t::state.nframe.store(nframe, std::memory_order_relaxed);
+    t::state.sample_bytes.store(options.sample_bytes, std::memory_order_relaxed);
     t::state.tracing.store(true, std::memory_order_relaxed);
   }
   if (detail::probe_operator_new() == false && !t::state.told_unhooked.exchange(true)) {
@@ -760,11 +823,15 @@ inline void stop() noexcept {
   // lose the traces taken after it.
   t::LockGuard lock;
   t::state.tracing.store(false, std::memory_order_relaxed);
+  t::state.sample_bytes.store(0, std::memory_order_relaxed);
   t::clear_locked();
 }
 
 /// Current and peak size of the traced allocations (Python's get_traced_memory); {0, 0} when
-/// not tracing. `auto [current, peak] = get_traced_memory();`
+/// not tracing. `auto [current, peak] = get_traced_memory();` When sampling (get_sample_bytes()
+/// is not 0), both are estimates: each sampled block counts for size / p(size) bytes (see
+/// TraceOptions). `current` is unbiased; `peak` is the highest `current` reached, which the
+/// noise of the estimate pushes up a little.
 struct TracedMemory {
   std::size_t current = 0;
   std::size_t peak = 0;
@@ -783,6 +850,12 @@ inline void reset_peak() noexcept {
   namespace t = memlens::detail::trace;
   t::LockGuard lock;
   t::state.peak = t::state.current;
+}
+
+/// TraceOptions::sample_bytes of the tracing in force: 0 when every allocation is traced, and
+/// when not tracing.
+inline std::size_t get_sample_bytes() noexcept {
+  return memlens::detail::trace::state.sample_bytes.load(std::memory_order_relaxed);
 }
 
 /// The number of frames stored per traceback (Python's get_traceback_limit).
@@ -822,6 +895,7 @@ inline Snapshot take_snapshot() {
           "snapshot");
     }
     data->traceback_limit = t::state.nframe.load(std::memory_order_relaxed);
+    data->sample_bytes = t::state.sample_bytes.load(std::memory_order_relaxed);
     data->traces.reserve(t::state.traces.count());
     t::state.traces.for_each([&](std::size_t size, std::uint32_t traceback, std::uint32_t domain) {
       data->traces.push_back(detail::RawTrace{size, traceback, domain});
@@ -834,7 +908,8 @@ inline Snapshot take_snapshot() {
 }
 
 /// Where the object at `ptr` was allocated, if it is traced (Python's get_object_traceback;
-/// unlike Python's, the traceback has its total_nframe).
+/// unlike Python's, the traceback has its total_nframe). While sampling, only the sampled
+/// blocks have one.
 inline std::optional<Traceback> get_object_traceback(const void* ptr, unsigned domain = 0) {
   namespace t = memlens::detail::trace;
   auto data = std::make_shared<detail::SnapshotData>();

@@ -890,6 +890,7 @@ TEST_CASE("tracemalloc: frames without file and line are one row of statistics",
   w.put_raw(td::snapshot_magic, sizeof td::snapshot_magic);
   w.put(td::snapshot_version);
   w.put(std::uint32_t{1});  // traceback limit
+  w.put(std::uint64_t{0});  // sample_bytes: every allocation traced
   const std::vector<tracemalloc::Frame> frames = {{"<unknown>", 0, "build_cache()"},
                                                   {"<unknown>", 0, "load_index()"},
                                                   {"<unknown>", 0, "parse(char const*)"},

@@ -10,9 +10,9 @@ namespace test_tracemalloc_common {
 
 /// Stops tracing when a test ends, pass or fail, so other tests run with the hook idle.
 struct Tracing {
-  explicit Tracing(int nframe = 1) {
+  explicit Tracing(int nframe = 1, memlens::tracemalloc::TraceOptions options = {}) {
     memlens::tracemalloc::stop();
-    memlens::tracemalloc::start(nframe);
+    memlens::tracemalloc::start(nframe, options);
   }
   ~Tracing() {
     memlens::tracemalloc::stop();

@@ -1,7 +1,7 @@
 // memlens::tracemalloc: Traceback::total_nframe, the depth of the stack before truncation to the
 // traceback limit: counted by the frame-pointer walk and the unwinder beyond the frames they
 // store, part of the interned traceback's key, kept by get_object_traceback and by snapshot
-// files (version 2; version 1 files still load, without it).
+// files (since version 2; version 1 files still load, without it).
 // Stacks of known depth come from recursions of noinline functions that do work after the
 // recursive call, so that no call becomes a tail call or a loop. The test target is built with
 // frame pointers; the global operator new is traced through tracemalloc_hook.cpp.
@@ -157,10 +157,13 @@ class FileBytes {
 };
 
 /// A file holding one traceback of two frames (a.cpp:3 in f, b.cpp:7 in g) and one trace of
-/// 100 bytes; version 2 files store `total` after the frame count.
-std::string two_frame_file(std::uint32_t version, std::uint32_t total = 0) {
+/// 100 bytes; version 2 files store `total` after the frame count, version 3 files
+/// `sample_bytes` after the traceback limit.
+std::string two_frame_file(std::uint32_t version, std::uint32_t total = 0,
+                           std::uint64_t sample_bytes = 0) {
   FileBytes f;
   f.put_magic().put(version).put(std::uint32_t{2});
+  if (version >= 3) f.put(sample_bytes);
   f.put(std::uint64_t{1}).put(std::uint32_t{2});
   if (version >= 2) f.put(total);
   f.put_frame("a.cpp", 3, "f").put_frame("b.cpp", 7, "g");
@@ -359,7 +362,7 @@ TEST_CASE("tracemalloc: dump and load keep total_nframe", "[tracemalloc]") {
         *tn::find_trace(loaded, 70033)->traceback.total_nframe());
 }
 
-TEST_CASE("tracemalloc: snapshot files of version 1 and 2 load with total_nframe checked",
+TEST_CASE("tracemalloc: snapshot files of version 1 to 3 load with total_nframe checked",
           "[tracemalloc]") {
   const std::vector<tracemalloc::Frame> frames = {{"a.cpp", 3, "f"}, {"b.cpp", 7, "g"}};
   auto traceback_of = [](const tracemalloc::Snapshot& s) {
@@ -370,6 +373,7 @@ TEST_CASE("tracemalloc: snapshot files of version 1 and 2 load with total_nframe
   };
 
   // Version 1, written before total_nframe existed: unknown.
+  CHECK(tn::load_bytes(tn::two_frame_file(1)).sample_bytes() == 0);
   auto v1 = traceback_of(tn::load_bytes(tn::two_frame_file(1)));
   CHECK(std::vector<tracemalloc::Frame>(v1.begin(), v1.end()) == frames);
   CHECK_FALSE(v1.total_nframe().has_value());
@@ -390,8 +394,16 @@ TEST_CASE("tracemalloc: snapshot files of version 1 and 2 load with total_nframe
                       memlens_test::contains("file is corrupt") &&
                           memlens_test::contains("total_nframe " + std::to_string(total)));
   }
-  CHECK_THROWS_WITH(tn::load_bytes(tn::two_frame_file(3, 9)),
-                    memlens_test::contains("unsupported version 3"));
+  // Version 3 adds the sampling rate; 1 and 2 were written when every allocation was traced.
+  CHECK(tn::load_bytes(tn::two_frame_file(2, 9)).sample_bytes() == 0);
+  const auto v3 = tn::load_bytes(tn::two_frame_file(3, 9, 4096));
+  CHECK(v3.sample_bytes() == 4096);
+  CHECK(traceback_of(v3).total_nframe() == std::optional<std::size_t>(9));
+  CHECK_THROWS_WITH(tn::load_bytes(tn::two_frame_file(3, 9, std::uint64_t{1} << 41)),
+                    memlens_test::contains("file is corrupt") &&
+                        memlens_test::contains("sample_bytes 2199023255552"));
+  CHECK_THROWS_WITH(tn::load_bytes(tn::two_frame_file(4, 9)),
+                    memlens_test::contains("unsupported version 4"));
   CHECK_THROWS_WITH(tn::load_bytes(tn::two_frame_file(0)),
                     memlens_test::contains("unsupported version 0"));
 }

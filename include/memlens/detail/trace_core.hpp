@@ -6,9 +6,11 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 #include <unwind.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -375,17 +377,80 @@ struct TracebackTable {
   }
 };
 
+/// The largest mean TraceOptions::sample_bytes accepts: 1 TiB keeps every draw of the countdown
+/// (at most 37 means) and every estimate far inside 64 bits.
+inline constexpr std::size_t max_sample_bytes = std::size_t{1} << 40;
+
+/// The probability that an allocation of `size` bytes is sampled at mean `mean` (> 0): the
+/// chance that a Poisson process of one point per `mean` bytes puts a point in its bytes.
+inline double sample_probability(std::size_t size, std::size_t mean) noexcept {
+  return -std::expm1(-static_cast<double>(size) / static_cast<double>(mean));
+}
+
+/// What a traced block adds to current and peak: its size when every allocation is traced, and
+/// size / p(size) bytes, rounded, when sampling at `mean` (its free subtracts exactly the same).
+inline std::size_t estimated_bytes(std::size_t size, std::size_t mean) noexcept {
+  if (mean == 0 || size == 0) return size;
+  return static_cast<std::size_t>(
+      std::llround(static_cast<double>(size) / sample_probability(size, mean)));
+}
+
+/**
+ * While sampling, a lock-free "maybe traced" test for frees, which are then nearly all of
+ * untraced blocks: a counter per hash of the address, of the live traced blocks that hash
+ * there. Updated with the lock held, read without it: a block's trace is counted before its
+ * allocation returns, so a free (which comes after, in whatever thread) sees it. A counter that
+ * saturates stays so until the traces are cleared (it only costs frees a lookup). 8 KiB, so that
+ * the test stays in the L1 cache.
+ */
+struct SampledFilter {
+  static constexpr int bits = 12;
+  static constexpr std::uint16_t saturated = 0xffff;
+  std::atomic<std::uint16_t> counts[std::size_t{1} << bits] = {};
+
+  static std::size_t slot(std::uintptr_t ptr) noexcept {
+    return static_cast<std::size_t>(((std::uint64_t{ptr} >> 4) * 0x9e3779b97f4a7c15ULL) >>
+                                    (64 - bits));
+  }
+  bool may_contain(std::uintptr_t ptr) const noexcept {
+    return counts[slot(ptr)].load(std::memory_order_relaxed) != 0;
+  }
+  /// With the lock held.
+  void add(std::uintptr_t ptr) noexcept {
+    auto& c = counts[slot(ptr)];
+    const std::uint16_t n = c.load(std::memory_order_relaxed);
+    if (n != saturated) c.store(static_cast<std::uint16_t>(n + 1), std::memory_order_relaxed);
+  }
+  /// With the lock held.
+  void remove(std::uintptr_t ptr) noexcept {
+    auto& c = counts[slot(ptr)];
+    const std::uint16_t n = c.load(std::memory_order_relaxed);
+    if (n != saturated && n != 0) {
+      c.store(static_cast<std::uint16_t>(n - 1), std::memory_order_relaxed);
+    }
+  }
+  /// With the lock held.
+  void clear() noexcept {
+    for (auto& c : counts) c.store(0, std::memory_order_relaxed);
+  }
+};
+
 /// The tracer's state: constant-initialized and never destroyed, so the hook works before main
 /// and after exit. `tracing` is written only with `lock` held; the hook reads it relaxed first
 /// (the idle cost) and again under the lock.
 struct State {
   std::atomic<bool> tracing{false};
   std::atomic<int> nframe{1};
+  // TraceOptions::sample_bytes of the session: 0 traces every allocation. Written with `lock`
+  // held, and only while not tracing (the tables are then empty).
+  std::atomic<std::size_t> sample_bytes{0};
   SpinLock lock;
   Traces traces;
   TracebackTable tracebacks;
+  // Traced bytes; estimates (the sum of estimated_bytes) when sampling.
   std::size_t current = 0;
   std::size_t peak = 0;
+  SampledFilter sampled;  // maintained only while sampling
   // Whether the global operator new reaches the tracer, as the last probe found: -1 before any
   // probe, 0 no, 1 yes (tracemalloc::is_hooked).
   std::atomic<int> new_hooked{-1};
@@ -403,6 +468,7 @@ inline void clear_locked() noexcept {
   state.tracebacks.clear();
   state.current = 0;
   state.peak = 0;
+  state.sampled.clear();
 }
 
 /// Set while this thread runs tracer code that may allocate, so that those allocations are
@@ -419,6 +485,77 @@ class TracerScope {
  private:
   bool previous_;
 };
+
+/// Seeds apart the samplers of threads that start at the same moment.
+MEMLENS_SHARED inline constinit std::atomic<std::uint64_t> sampler_seeds{0};
+
+/**
+ * A thread's Poisson sampling of the bytes it allocates (as tcmalloc's and jemalloc's heap
+ * profilers sample): `countdown` is the number of bytes before the next sampling point, drawn
+ * from an exponential distribution of mean `mean`; an allocation of `size` bytes is sampled when
+ * `size >= countdown`, which happens with probability 1 - exp(-size / mean). Otherwise the
+ * countdown only goes down by `size`; after a sample a fresh one is drawn (the distribution is
+ * memoryless, so this is the same process). Kept in whole bytes, rounded up, which for whole
+ * sizes decides exactly as the real-valued countdown would.
+ */
+struct Sampler {
+  std::size_t countdown = 0;
+  std::size_t mean = 0;      // the mean `countdown` was drawn for; 0: none yet
+  std::uint64_t random = 0;  // xorshift64* state; 0: not seeded yet
+
+  /// Whether an allocation of `size` is sampled, on the slow path: the countdown crosses 0, or
+  /// was drawn for another mean (or never).
+  bool take(std::size_t size, std::size_t new_mean) noexcept {
+    if (mean != new_mean) {
+      mean = new_mean;
+      countdown = draw();
+    }
+    if (size < countdown) {
+      countdown -= size;
+      return false;
+    }
+    countdown = draw();
+    return true;
+  }
+
+ private:
+  std::size_t draw() noexcept {
+    if (random == 0) seed();
+    random ^= random >> 12;
+    random ^= random << 25;
+    random ^= random >> 27;
+    const std::uint64_t bits = random * 0x2545f4914f6cdd1dULL;
+    const double u = static_cast<double>((bits >> 11) + 1) * 0x1p-53;  // in (0, 1]
+    const double bytes = std::ceil(-std::log(u) * static_cast<double>(mean));
+    return bytes < 1 ? 1 : static_cast<std::size_t>(bytes);
+  }
+  /// splitmix64 of the time, this thread's address and a process-wide counter: threads started
+  /// together still draw apart. Never std::random_device, which may open a file.
+  void seed() noexcept {
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    std::uint64_t x =
+        (static_cast<std::uint64_t>(now.tv_sec) * 1000000000ULL +
+         static_cast<std::uint64_t>(now.tv_nsec)) ^
+        reinterpret_cast<std::uintptr_t>(this) ^
+        (sampler_seeds.fetch_add(1, std::memory_order_relaxed) * 0x9e3779b97f4a7c15ULL);
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    random = x != 0 ? x : 0x9e3779b97f4a7c15ULL;
+  }
+};
+
+MEMLENS_SHARED inline thread_local constinit Sampler sampler{};
+
+/// Makes this thread's next allocation sampled, whatever its size (start()'s probe of the
+/// hook, of size 0); undo_forced_sample() then makes the one after draw afresh.
+inline void force_next_sample() noexcept {
+  sampler.mean = state.sample_bytes.load(std::memory_order_relaxed);
+  sampler.countdown = 0;
+}
+inline void undo_forced_sample() noexcept { sampler.mean = 0; }
 
 /// For its scope, only allocations made by the thread that created it are traced (frees are
 /// traced from every thread, so no trace outlives its block). One at a time per process.
@@ -576,6 +713,16 @@ MEMLENS_NOINLINE inline void on_alloc(std::uintptr_t ptr, std::size_t size, std:
       only != nullptr && only != &in_tracer) [[unlikely]] {
     return;
   }
+  // Sampling: an allocation that is not sampled costs a countdown, no stack walk, no lock.
+  const std::size_t mean = state.sample_bytes.load(std::memory_order_relaxed);
+  if (mean != 0) {
+    Sampler& s = sampler;
+    if (s.mean == mean && size < s.countdown) [[likely]] {
+      s.countdown -= size;
+      return;
+    }
+    if (!s.take(size, mean)) return;
+  }
   TracerScope scope;
   std::uintptr_t pcs[max_nframe + extra_frames + unwinder_extra_frames];
   static_assert(max_nframe + extra_frames + unwinder_extra_frames <= max_total_frames,
@@ -589,20 +736,33 @@ MEMLENS_NOINLINE inline void on_alloc(std::uintptr_t ptr, std::size_t size, std:
                 : unwind_frames(pcs, limit + unwinder_extra_frames, &total);
   LockGuard lock;
   if (!state.tracing.load(std::memory_order_relaxed)) return;
+  // Tracing stopped and started again with another rate since the decision: drop it.
+  if (state.sample_bytes.load(std::memory_order_relaxed) != mean) return;
   std::uint32_t tb = state.tracebacks.intern(pcs, n, total);
   if (tb == TracebackTable::none) return;
   std::size_t replaced = 0;
+  const std::size_t before = state.traces.count();
   if (!state.traces.insert(ptr, domain, size, tb, &replaced)) return;
-  state.current = state.current - replaced + size;
+  if (mean != 0 && state.traces.count() != before) state.sampled.add(ptr);
+  state.current = state.current - estimated_bytes(replaced, mean) + estimated_bytes(size, mean);
   if (state.current > state.peak) state.peak = state.current;
 }
 
-/// Forgets an allocation; nothing happens when it was not traced.
+/// Forgets an allocation; nothing happens when it was not traced. While sampling, the free of a
+/// block the filter has never seen (nearly every one) takes no lock.
 MEMLENS_NOINLINE inline void on_free(std::uintptr_t ptr, std::uint32_t domain) noexcept {
   if (ptr == 0 || in_tracer) return;
+  if (state.sample_bytes.load(std::memory_order_relaxed) != 0 && !state.sampled.may_contain(ptr)) {
+    return;
+  }
   TracerScope scope;
   LockGuard lock;
-  state.current -= state.traces.remove(ptr, domain);
+  const std::size_t before = state.traces.count();
+  const std::size_t size = state.traces.remove(ptr, domain);
+  if (state.traces.count() == before) return;
+  const std::size_t mean = state.sample_bytes.load(std::memory_order_relaxed);
+  if (mean != 0) state.sampled.remove(ptr);
+  state.current -= estimated_bytes(size, mean);
 }
 
 /// raw_allocate for Allocator and malloc_resource, which trace by themselves: hidden from the

@@ -2,12 +2,13 @@
 // Snapshot::load. Included at the end of memlens/tracemalloc.hpp.
 //
 // Layout (native little-endian, x86-64 and aarch64 alike):
-//   "MLTRACE\0"  u32 version (2)  u32 traceback_limit
+//   "MLTRACE\0"  u32 version (3)  u32 traceback_limit  u64 sample_bytes (0: every allocation)
 //   u64 tracebacks, each: u32 frames, u32 total_nframe (0xffffffff: unknown; at least frames),
 //     then the frames, each: u32 n, filename[n], i32 lineno, u32 n, function[n]
 //   u64 traces, each: u32 domain, u32 traceback index, u64 size
 //   u64 FNV-1a of every byte before it
-// Version 1, still read, is the same without total_nframe.
+// Versions 1 and 2, still read, have no sample_bytes (they are of tracing every allocation);
+// version 1 has no total_nframe either.
 #pragma once
 
 #include <unistd.h>
@@ -29,7 +30,7 @@
 namespace memlens::tracemalloc::detail {
 
 inline constexpr char snapshot_magic[8] = {'M', 'L', 'T', 'R', 'A', 'C', 'E', '\0'};
-inline constexpr std::uint32_t snapshot_version = 2;
+inline constexpr std::uint32_t snapshot_version = 3;
 /// The oldest version load() reads.
 inline constexpr std::uint32_t snapshot_oldest_version = 1;
 /// A traceback's total_nframe in the file when it is unknown.
@@ -110,6 +111,7 @@ inline void Snapshot::dump(const std::string& path) const {
   w.put_raw(detail::snapshot_magic, sizeof(detail::snapshot_magic));
   w.put(detail::snapshot_version);
   w.put(static_cast<std::uint32_t>(data_->traceback_limit));
+  w.put(static_cast<std::uint64_t>(data_->sample_bytes));
   w.put(static_cast<std::uint64_t>(tracebacks.size()));
   for (const auto& tb : tracebacks) {
     w.put(static_cast<std::uint32_t>(tb.size()));
@@ -182,6 +184,13 @@ inline Snapshot Snapshot::load(const std::string& path) {
     r.fail("file is corrupt (traceback limit " + std::to_string(limit) + ")");
   }
   data->traceback_limit = static_cast<int>(limit);
+  if (version >= 3) {
+    const auto sample_bytes = r.get<std::uint64_t>();
+    if (sample_bytes > TraceOptions::max_sample_bytes) {
+      r.fail("file is corrupt (sample_bytes " + std::to_string(sample_bytes) + ")");
+    }
+    data->sample_bytes = static_cast<std::size_t>(sample_bytes);
+  }
   const bool has_totals = version >= 2;
   auto ntracebacks = r.get_count(has_totals ? 8 : 4);
   data->tracebacks.reserve(ntracebacks);

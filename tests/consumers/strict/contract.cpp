@@ -199,6 +199,13 @@ void tracing() {
   tm::reset_peak();
   tm::clear_traces();
   tm::stop();
+  // Sampled tracing: start(nframe, TraceOptions).
+  const tm::TraceOptions options{.sample_bytes = 4096};
+  tm::start(1, options);
+  std::vector<char, tm::Allocator<char>> sampled(std::size_t{1} << 20);  // p(1 MiB) = 1
+  expect(tm::is_tracing() && tm::get_traced_memory().current >= (std::size_t{1} << 19),
+         "start(n, options)");
+  tm::stop();
   expect(tm::get_traced_memory().current == 0 && tm::get_traced_memory().peak == 0, "stop");
   static_cast<void>(tm::is_hooked());
 }
