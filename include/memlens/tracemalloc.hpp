@@ -812,7 +812,7 @@ namespace detail {
 inline void raise_peak(std::size_t peak) noexcept {
   namespace t = memlens::detail::trace;
   t::LockGuard lock;
-  if (peak > t::state.peak) t::state.peak = peak;
+  if (peak > t::state.peak.get()) t::state.peak.set(peak);
 }
 
 }  // namespace detail
@@ -842,14 +842,28 @@ inline TracedMemory get_traced_memory() noexcept {
   namespace t = memlens::detail::trace;
   t::LockGuard lock;
   if (!t::state.tracing.load(std::memory_order_relaxed)) return {};
-  return {t::state.current, t::state.peak};
+  return {t::state.current.get(), t::state.peak.get()};
 }
+
+namespace detail {
+
+/// get_traced_memory() without the tracer's lock, for a thread that samples it periodically:
+/// never makes an allocating thread wait. The two figures are read one after the other, so
+/// the peak may lag the current size by an allocation; it is raised to it.
+inline TracedMemory traced_memory_unlocked() noexcept {
+  namespace t = memlens::detail::trace;
+  if (!t::state.tracing.load(std::memory_order_relaxed)) return {};
+  const std::size_t current = t::state.current.get();
+  return {current, std::max(current, t::state.peak.get())};
+}
+
+}  // namespace detail
 
 /// Sets the peak to the current size (Python's tracemalloc.reset_peak).
 inline void reset_peak() noexcept {
   namespace t = memlens::detail::trace;
   t::LockGuard lock;
-  t::state.peak = t::state.current;
+  t::state.peak.set(t::state.current.get());
 }
 
 /// TraceOptions::sample_bytes of the tracing in force: 0 when every allocation is traced, and

@@ -461,3 +461,24 @@ TEST_CASE("advanced profiler: sparkline", "[tools][advanced_profiler]") {
   CHECK(line.find("█") != std::string::npos);
   CHECK(line.rfind("▁", 0) == 0);
 }
+
+TEST_CASE("advanced profiler: sampled tracing is passed on and its estimates feed the rules",
+          "[tools][advanced_profiler][suggestions]") {
+  AdvancedMemoryProfiler profiler({.sample_interval = std::chrono::nanoseconds::zero(),
+                                   .sample_bytes = 4096});
+  profiler.start();
+  CHECK(memlens::tracemalloc::get_sample_bytes() == 4096);
+  // Each row's block is 64 KiB, 16 times the mean: sampled with probability 1 - e^-16.
+  auto rows = grown_rows(false);
+  profiler.take_snapshot();
+  const auto all = profiler.suggest_optimizations();
+  profiler.stop();
+  CHECK(memlens::tracemalloc::get_sample_bytes() == 0);
+  if (!has_line_info()) return;
+  const auto found = at_line(all, "reserve", grow_line);
+  REQUIRE(found.size() == 1);
+  const double exact = 20.0 * 16384 * sizeof(int) / 2;
+  const double estimate = static_cast<double>(found[0].estimated_saving);
+  CHECK(estimate > 0.99 * exact);
+  CHECK(estimate < 1.01 * exact);
+}

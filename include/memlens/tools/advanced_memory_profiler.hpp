@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -153,20 +154,28 @@ inline bool contains(std::string_view text, std::string_view part) noexcept {
   return text.find(part) != std::string_view::npos;
 }
 
+inline std::size_t rounded(double x) noexcept {
+  return static_cast<std::size_t>(std::llround(x));
+}
+
 /// The allocating lines of `snapshot`, by `file:line`, with what the rules need to know about
 /// each: the kind of each block from the library functions that allocated it.
 inline std::vector<SiteUse> site_uses(const tracemalloc::Snapshot& snapshot) {
   namespace tm = memlens::tracemalloc;
   const auto& data = tm::detail::snapshot_data(snapshot);
   struct ById {
-    std::size_t bytes = 0, count = 0, overhead = 0;
+    double bytes = 0, count = 0, overhead = 0;
   };
   std::unordered_map<std::uint32_t, ById> by_id;
+  // Sampled tracing: a block stands for 1 / p of its kind (see tracemalloc::TraceOptions).
+  const std::size_t mean = data.sample_bytes;
   for (const auto& t : data.traces) {
+    const double weight =
+        mean == 0 || t.size == 0 ? 1.0 : 1.0 / memlens::detail::trace::sample_probability(t.size, mean);
     ById& b = by_id[t.traceback];
-    b.bytes += t.size;
-    ++b.count;
-    b.overhead += malloc_chunk(t.size) - t.size;
+    b.bytes += static_cast<double>(t.size) * weight;
+    b.count += weight;
+    b.overhead += static_cast<double>(malloc_chunk(t.size) - t.size) * weight;
   }
   std::vector<std::uint32_t> ids;
   ids.reserve(by_id.size());
@@ -177,7 +186,10 @@ inline std::vector<SiteUse> site_uses(const tracemalloc::Snapshot& snapshot) {
   std::unordered_map<std::string, std::size_t> index;
   std::vector<SiteUse> sites;
   for (std::size_t i = 0; i < ids.size(); ++i) {
-    const ById& b = by_id[ids[i]];
+    const ById& weighed = by_id[ids[i]];
+    struct {
+      std::size_t bytes, count, overhead;
+    } const b{rounded(weighed.bytes), rounded(weighed.count), rounded(weighed.overhead)};
     const tm::Traceback& tb = tracebacks[ids[i]];
     std::string key = tm::to_string(tb);
     auto [it, added] = index.emplace(key, sites.size());
@@ -270,7 +282,7 @@ class AdvancedMemoryProfiler {
     // The detector's snapshots are this profile's: a new one per profile. It sees tracing on
     // and leaves it to the MemoryProfiler.
     detector_.reset();
-    profiler_.start(options_.nframe);
+    profiler_.start(options_.nframe, tracemalloc::TraceOptions{options_.sample_bytes});
     detector_.emplace(LeakDetectorOptions{options_.nframe, options_.min_snapshots, false});
     detector_->start_monitoring();
     start_time_ = std::chrono::steady_clock::now();
@@ -591,6 +603,11 @@ class AdvancedMemoryProfiler {
       throw ValueError("AdvancedMemoryProfiler: min_snapshots must be at least 2, not " +
                        std::to_string(o.min_snapshots));
     }
+    if (o.sample_bytes > tracemalloc::TraceOptions::max_sample_bytes) {
+      throw ValueError("AdvancedMemoryProfiler: sample_bytes must be at most " +
+                       std::to_string(tracemalloc::TraceOptions::max_sample_bytes) + ", not " +
+                       std::to_string(o.sample_bytes));
+    }
     if (o.timeline_points < 2) {
       throw ValueError("AdvancedMemoryProfiler: timeline_points must be at least 2, not " +
                        std::to_string(o.timeline_points));
@@ -661,7 +678,7 @@ class AdvancedMemoryProfiler {
   /// thread (start, snapshots, stop); takes no traced memory.
   void record_point() {
     memlens::detail::trace::TracerScope untraced;
-    const auto [current, peak] = tracemalloc::get_traced_memory();
+    const auto [current, peak] = tracemalloc::detail::traced_memory_unlocked();
     TimelinePoint p{std::chrono::steady_clock::now() - start_time_, current, peak,
                     detail::resident_bytes()};
     std::lock_guard<std::mutex> lock(timeline_mutex_);

@@ -201,11 +201,11 @@ class MemoryProfiler {
 
   /**
    * Starts a profile, forgetting the snapshots of any earlier one. Starts tracemalloc with
-   * `nframe` frames per traceback if it is off (and stop() will stop it); if it is on, keeps its
-   * traceback limit and leaves it on. Throws memlens::Error when already running and ValueError
+   * `nframe` frames per traceback and `options` (sampled tracing) if it is off (and stop() will
+   * stop it); if it is on, keeps its settings and leaves it on. Throws memlens::Error when already running and ValueError
    * when `nframe` is outside [1; 256].
    */
-  void start(int nframe = 1) {
+  void start(int nframe = 1, tracemalloc::TraceOptions options = {}) {
     if (state_ == State::running) {
       throw Error("MemoryProfiler: start() called twice: the profiler is already running");
     }
@@ -220,7 +220,7 @@ class MemoryProfiler {
     baseline_.reset();
 
     started_tracing_ = !tracemalloc::is_tracing();
-    if (started_tracing_) tracemalloc::start(nframe);
+    if (started_tracing_) tracemalloc::start(nframe, options);
     auto [current, peak] = tracemalloc::get_traced_memory();
     outer_peak_ = peak;
     // The profile's peak is the peak since start(); the outer one is given back at the end.
