@@ -60,7 +60,7 @@ bool at_line(const std::string& site, int line) {
 
 using namespace test_e15;
 
-TEST_CASE("e15: the seed's scenario: growth by type and line, leaks, suggestions, timeline",
+TEST_CASE("e15: the seed's scenario gives growth by type and line and leaks and suggestions and a timeline",
           "[exercises][e15][threads]") {
   memlens::AdvancedMemoryProfiler profiler;  // default options: a sampler every 10 ms
   const auto data = run_scenario(profiler);

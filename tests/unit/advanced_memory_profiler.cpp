@@ -154,7 +154,7 @@ TEST_CASE("advanced profiler: bad options and calls out of order give clear erro
   CHECK_NOTHROW(profiler.analyze_growth());
 }
 
-TEST_CASE("advanced profiler: without a sampler the timeline has start, snapshots and stop",
+TEST_CASE("advanced profiler: without a sampler the timeline has start and snapshots and stop",
           "[tools][advanced_profiler]") {
   AdvancedMemoryProfiler profiler(no_thread);
   profiler.start();
@@ -231,7 +231,7 @@ TEST_CASE("advanced profiler: the sampler thread records the timeline and stops 
   }
 }
 
-TEST_CASE("advanced profiler: growth by type and by line, largest first",
+TEST_CASE("advanced profiler: growth by type and by line with the largest first",
           "[tools][advanced_profiler]") {
   AdvancedMemoryProfiler profiler(no_thread);
   profiler.start();
