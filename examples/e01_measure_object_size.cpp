@@ -8,18 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "grouped.hpp"
 #include "measure_structure_sizes.hpp"
 
 namespace {
 
-/// 36056 as "36,056".
-std::string grouped(std::size_t n) {
-  std::string digits = std::to_string(n);
-  for (auto i = static_cast<std::ptrdiff_t>(digits.size()) - 3; i > 0; i -= 3) {
-    digits.insert(static_cast<std::size_t>(i), ",");
-  }
-  return digits;
-}
+using memlens_examples::grouped;
 
 const memlens_examples::CPythonSize* cpython(const std::string& python) {
   for (const auto& row : memlens_examples::cpython_311_sizes) {

@@ -9,18 +9,9 @@
 #include <unordered_map>
 
 #include "compare_slots_memory.hpp"
+#include "grouped.hpp"
 
-namespace {
-
-std::string grouped(std::size_t n) {
-  std::string digits = std::to_string(n);
-  for (auto i = static_cast<std::ptrdiff_t>(digits.size()) - 3; i > 0; i -= 3) {
-    digits.insert(static_cast<std::size_t>(i), ",");
-  }
-  return digits;
-}
-
-}  // namespace
+using memlens_examples::grouped;
 
 int main() {
   using namespace memlens_examples;

@@ -13,17 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "grouped.hpp"
 #include "optimize_memory.hpp"
 
 namespace {
 
-std::string grouped(std::size_t n) {
-  std::string digits = std::to_string(n);
-  for (auto i = static_cast<std::ptrdiff_t>(digits.size()) - 3; i > 0; i -= 3) {
-    digits.insert(static_cast<std::size_t>(i), ",");
-  }
-  return digits;
-}
+using memlens_examples::grouped;
 
 std::string signed_grouped(std::ptrdiff_t n) {
   return n < 0 ? "-" + grouped(static_cast<std::size_t>(-n)) : grouped(static_cast<std::size_t>(n));

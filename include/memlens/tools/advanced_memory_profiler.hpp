@@ -310,10 +310,7 @@ class AdvancedMemoryProfiler {
     if (detector_->snapshots().size() >= options_.min_snapshots) {
       leaks_at_stop_ = detector_->find_leaks();
     }
-    end_types_ = [] {
-      memlens::detail::trace::TracerScope untraced;
-      return sys::type_stats();
-    }();
+    end_types_ = types_now();
     summary_ = profiler_.stop();
     detector_->stop_monitoring();
     running_ = false;
@@ -860,11 +857,7 @@ class AdvancedMemoryProfiler {
                     "profiler ran, with a cycle it found through one of them.";
     section.table.columns = {"Type", "Freed by the collector", "Bytes", "Example found at",
                              "Cycle"};
-    const std::vector<sys::TypeStats> now = running_ ? [] {
-      memlens::detail::trace::TracerScope untraced;
-      return sys::type_stats();
-    }()
-                                                     : end_types_;
+    const std::vector<sys::TypeStats> now = types_now();
     for (const auto& t : now) {
       const std::uint64_t collected = t.collected - collected_at_start(t.type_name);
       if (collected == 0) continue;
@@ -897,6 +890,13 @@ class AdvancedMemoryProfiler {
     }
     section.empty_text = "No suggestion: no rule found anything to change.";
     return section;
+  }
+
+  /// The live objects by type now while running, at stop() after it.
+  std::vector<sys::TypeStats> types_now() const {
+    if (!running_) return end_types_;
+    memlens::detail::trace::TracerScope untraced;
+    return sys::type_stats();
   }
 
   std::uint64_t collected_at_start(const std::string& type) const {
@@ -1013,11 +1013,7 @@ class AdvancedMemoryProfiler {
   }
 
   void suggest_weak(std::vector<Suggestion>& out) const {
-    const std::vector<sys::TypeStats> now = running_ ? [] {
-      memlens::detail::trace::TracerScope untraced;
-      return sys::type_stats();
-    }()
-                                                     : end_types_;
+    const std::vector<sys::TypeStats> now = types_now();
     for (const auto& t : now) {
       const std::uint64_t collected = t.collected - collected_at_start(t.type_name);
       if (collected == 0) continue;
