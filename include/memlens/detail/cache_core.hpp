@@ -1,0 +1,194 @@
+// memlens: the parts of AdvancedCache that know nothing of keys and values (internal): the
+// stamp that orders accesses across shards, intrusive lists, an allocator that counts what a
+// shard's containers hold, and W-TinyLFU's frequency sketch.
+#pragma once
+
+#include <bit>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#endif
+
+namespace memlens::detail::cache {
+
+/// Orders accesses across shards (a shard's own order is its lists'). The time-stamp counter
+/// costs a few cycles and writes no shared cache line, where a shared atomic counter would
+/// bounce between the cores of every thread that reads the cache.
+inline std::uint64_t stamp() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  return __rdtsc();
+#else
+  return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+#endif
+}
+
+/// A 64-bit finalizer (splitmix64's): std::hash of an integer is the integer itself, whose low
+/// bits alone would pick shards and sketch counters badly.
+constexpr std::uint64_t mix(std::uint64_t x) noexcept {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+/// A node's place in one intrusive list.
+struct Links {
+  Links* prev = nullptr;
+  Links* next = nullptr;
+};
+
+/// An intrusive circular list with a sentinel, front most recent. It allocates nothing, so a
+/// shard's lists cost no memory beyond the links inside its nodes.
+class List {
+ public:
+  List() noexcept { head_.prev = head_.next = &head_; }
+  List(const List&) = delete;
+  List& operator=(const List&) = delete;
+
+  bool empty() const noexcept { return head_.next == &head_; }
+  std::size_t size() const noexcept { return size_; }
+  Links* front() const noexcept { return empty() ? nullptr : head_.next; }
+  Links* back() const noexcept { return empty() ? nullptr : head_.prev; }
+  /// The node after `l` going from the back towards the front, or null at the front.
+  Links* toward_front(const Links* l) const noexcept { return l->prev == &head_ ? nullptr : l->prev; }
+
+  void push_front(Links* l) noexcept {
+    l->prev = &head_;
+    l->next = head_.next;
+    head_.next->prev = l;
+    head_.next = l;
+    ++size_;
+  }
+  void remove(Links* l) noexcept {
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->prev = l->next = nullptr;
+    --size_;
+  }
+  void move_to_front(Links* l) noexcept {
+    if (head_.next == l) return;
+    remove(l);
+    push_front(l);
+  }
+  void reset() noexcept {
+    head_.prev = head_.next = &head_;
+    size_ = 0;
+  }
+
+ private:
+  mutable Links head_;
+  std::size_t size_ = 0;
+};
+
+/// A std::allocator that adds what it hands out to a counter and subtracts what comes back:
+/// a shard's containers report their exact bytes (nodes, bucket arrays) whatever the standard
+/// library, which is what makes the cache's accounting match what a tracer sees.
+template <class T>
+struct Counting {
+  using value_type = T;
+  std::size_t* bytes;
+
+  explicit Counting(std::size_t* counter) noexcept : bytes(counter) {}
+  template <class U>
+  Counting(const Counting<U>& other) noexcept : bytes(other.bytes) {}  // NOLINT: rebinding
+
+  T* allocate(std::size_t n) {
+    T* p = std::allocator<T>{}.allocate(n);
+    *bytes += n * sizeof(T);
+    return p;
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    *bytes -= n * sizeof(T);
+    std::allocator<T>{}.deallocate(p, n);
+  }
+  template <class U>
+  friend bool operator==(const Counting& a, const Counting<U>& b) noexcept {
+    return a.bytes == b.bytes;
+  }
+};
+
+/**
+ * A count-min sketch of 4-bit counters, 16 to a word, four counters per key: W-TinyLFU's
+ * estimate of how often a key was asked for, in about 8 bytes per entry. When the increments
+ * reach ten times the table's capacity every counter is halved, so old popularity fades
+ * (TinyLFU's reset, Einziger et al. 2017).
+ */
+class FrequencySketch {
+ public:
+  explicit FrequencySketch(std::size_t* counter) : table_(Counting<std::uint64_t>(counter)) {}
+
+  /// Grows the table to about one counter per `entries` (a power of two of words, at least 8);
+  /// the counts restart when it grows, as they would have faded anyway.
+  void ensure_capacity(std::size_t entries) {
+    const std::size_t words = std::bit_ceil(std::max<std::size_t>(entries, 128)) / 16;
+    if (words <= table_.size()) return;
+    std::vector<std::uint64_t, Counting<std::uint64_t>> grown(words, 0, table_.get_allocator());
+    table_.swap(grown);
+    additions_ = 0;
+    sample_size_ = 10 * words * 16 / 4;
+  }
+
+  /// The estimated number of recent accesses of the key hashed to `hash` (0 to 15).
+  unsigned frequency(std::uint64_t hash) const noexcept {
+    if (table_.empty()) return 0;
+    unsigned least = 15;
+    for (unsigned i = 0; i < 4; ++i) {
+      const auto [word, shift] = slot(hash, i);
+      const auto count = static_cast<unsigned>((table_[word] >> shift) & 0xF);
+      least = count < least ? count : least;
+    }
+    return least;
+  }
+
+  void increment(std::uint64_t hash) noexcept {
+    if (table_.empty()) return;
+    bool added = false;
+    for (unsigned i = 0; i < 4; ++i) {
+      const auto [word, shift] = slot(hash, i);
+      if (((table_[word] >> shift) & 0xF) != 0xF) {
+        table_[word] += std::uint64_t{1} << shift;
+        added = true;
+      }
+    }
+    if (added && ++additions_ >= sample_size_) age();
+  }
+
+  /// Forgets everything (the shard emptied), giving its memory back.
+  void clear() noexcept {
+    std::vector<std::uint64_t, Counting<std::uint64_t>> none(table_.get_allocator());
+    table_.swap(none);
+    additions_ = sample_size_ = 0;
+  }
+
+  std::size_t sample_size() const noexcept { return sample_size_; }
+
+ private:
+  struct Slot {
+    std::size_t word;
+    unsigned shift;
+  };
+  Slot slot(std::uint64_t hash, unsigned i) const noexcept {
+    static constexpr std::uint64_t seeds[4] = {0x97cb3127c4ed2f0dULL, 0xc2b2ae3d27d4eb4fULL,
+                                              0x165667b19e3779f9ULL, 0x85ebca77c2b2ae63ULL};
+    const std::uint64_t h = mix(hash + seeds[i]);
+    const std::size_t counters = table_.size() * 16;
+    const auto index = static_cast<std::size_t>(h & (counters - 1));
+    return {index >> 4, static_cast<unsigned>((index & 15) * 4)};
+  }
+  void age() noexcept {
+    for (auto& word : table_) word = (word >> 1) & 0x7777777777777777ULL;
+    additions_ /= 2;
+  }
+
+  std::vector<std::uint64_t, Counting<std::uint64_t>> table_;
+  std::size_t additions_ = 0;
+  std::size_t sample_size_ = 0;
+};
+
+}  // namespace memlens::detail::cache
