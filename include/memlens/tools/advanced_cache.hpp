@@ -219,8 +219,9 @@ class AdvancedCache {
   };
 
   struct alignas(64) Shard {
-    std::mutex mutex;
-    std::condition_variable loaded;  // a Flight of this shard finished
+    detail::cache::SpinLock mutex;
+    std::condition_variable_any loaded;  // a Flight of this shard finished
+    detail::cache::Clock clock;
     std::size_t structure = 0;       // what the containers below hold (their allocator counts)
     std::size_t extras = 0;          // out-of-line bytes of the keys and values
     Table table{0, NodeHash{}, NodeEq{}, Counted(&structure)};
@@ -500,7 +501,7 @@ class AdvancedCache {
       const Node* node;
     };
     serial::Writer out;
-    std::vector<std::unique_lock<std::mutex>> locks;  // one consistent picture of the cache
+    std::vector<std::unique_lock<detail::cache::SpinLock>> locks;  // one consistent picture of the cache
     locks.reserve(shard_count_);
     std::vector<Saved> nodes;
     for (std::size_t i = 0; i < shard_count_; ++i) {
@@ -642,10 +643,13 @@ class AdvancedCache {
           const std::size_t before = s.bytes();
           touch(s, n);
           adjust(static_cast<std::ptrdiff_t>(s.bytes()) - static_cast<std::ptrdiff_t>(before));
+          publish(s);
         } else {
+          // Only LRU's candidate moves on a hit, and only when it was the one read.
+          const bool was_candidate = policy_ == EvictionPolicy::LRU && s.order.back() == n;
           touch(s, n);
+          if (was_candidate) publish(s);
         }
-        publish(s);
         return value;
       } else {
         remove(s, n, Removal::collected, graveyard);
@@ -713,7 +717,7 @@ class AdvancedCache {
       if (!replacing) {
         link(s, n, frequency == 0 ? 1 : frequency);
       } else if (policy_ == EvictionPolicy::FIFO) {
-        n->stamp = detail::cache::stamp();
+        n->stamp = s.clock.tick();
         s.order.move_to_front(n);
       } else {
         touch(s, n);
@@ -762,7 +766,7 @@ class AdvancedCache {
   // Places a new node in the policy's structures; LFU starts it at `frequency` (1, or what a
   // saved cache recorded).
   void link(Shard& s, Node* n, std::uint32_t frequency) {
-    n->stamp = detail::cache::stamp();
+    n->stamp = s.clock.tick();
     switch (policy_) {
       case EvictionPolicy::LRU:
       case EvictionPolicy::FIFO:
@@ -838,13 +842,13 @@ class AdvancedCache {
   void touch(Shard& s, Node* n) {
     switch (policy_) {
       case EvictionPolicy::LRU:
-        n->stamp = detail::cache::stamp();
+        n->stamp = s.clock.tick();
         s.order.move_to_front(n);
         break;
       case EvictionPolicy::FIFO:
         break;
       case EvictionPolicy::LFU: {
-        n->stamp = detail::cache::stamp();
+        n->stamp = s.clock.tick();
         const std::uint32_t f = n->tag();
         if (f == max_frequency) {
           s.buckets.find(f)->second.list.move_to_front(n);
@@ -854,7 +858,7 @@ class AdvancedCache {
         break;
       }
       case EvictionPolicy::TinyLFU:
-        n->stamp = detail::cache::stamp();
+        n->stamp = s.clock.tick();
         switch (n->tag()) {
           case window:
             s.order.move_to_front(n);
@@ -1063,7 +1067,7 @@ class AdvancedCache {
         const unsigned fv = s.sketch.frequency(detail::cache::mix(hash_(victim_node->key)));
         // A popular-looking newcomer that still loses is admitted now and then, so that an
         // attacker's collisions cannot keep the main space closed (Caffeine does the same).
-        const bool admit = fc > fv || (fc > 5 && (detail::cache::stamp() & 127) == 0);
+        const bool admit = fc > fv || (fc > 5 && (detail::cache::mix(s.clock.last) & 127) == 0);
         if (!admit) {
           ++s.admission_rejections;
           return newcomer;
