@@ -18,4 +18,5 @@
 #include "memlens/tools/memory_leak_detector.hpp"
 #include "memlens/tools/memory_profiler.hpp"
 #include "memlens/tools/memory_tracker.hpp"
+#include "memlens/tools/ttl_weak_cache.hpp"
 #include "memlens/tools/weak_cache.hpp"

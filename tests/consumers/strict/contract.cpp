@@ -36,6 +36,16 @@ struct Node : memlens::Object {
   int value() const { return 7; }
 };
 
+/// A clock that moves only when told: what TTLWeakCache's constructor with a clock is for.
+struct HandClock {
+  using duration = std::chrono::milliseconds;
+  using rep = duration::rep;
+  using period = duration::period;
+  using time_point = std::chrono::time_point<HandClock>;
+  const duration* elapsed = nullptr;
+  time_point now() const { return time_point(*elapsed); }
+};
+
 static_assert(std::is_base_of_v<memlens::Error, memlens::ReferenceError>);
 static_assert(std::is_base_of_v<memlens::Error, memlens::ValueError>);
 static_assert(std::is_base_of_v<memlens::Error, memlens::TypeError>);
@@ -215,6 +225,26 @@ void tools() {
   auto a = memlens::make<Node>();
   cache.set("a", a);
   expect(cache.get("a") == a && cache.size() == 1, "WeakCache");
+  memlens::TTLWeakCache<std::string, Node> ttl_cache(std::chrono::seconds(5));
+  ttl_cache.set("a", a);
+  expect(ttl_cache.get("a") == a && ttl_cache.size() == 1, "TTLWeakCache");
+  std::chrono::milliseconds elapsed{0};
+  memlens::TTLWeakCache<std::string, Node, HandClock> timed(std::chrono::seconds(5),
+                                                            HandClock{&elapsed});
+  timed.set("a", a, std::chrono::seconds(10));
+  elapsed = std::chrono::seconds(10);
+  expect(!timed.get("a") && timed.size() == 0, "TTLWeakCache with a clock");
+  const memlens::TTLCacheStats ttl_stats = timed.stats();
+  expect(ttl_stats.hits == 0 && ttl_stats.misses == 1 && ttl_stats.evictions == 1 &&
+             ttl_stats.expired == 1 && ttl_stats.collected == 0,
+         "TTLCacheStats");
+  bool refused = false;
+  try {
+    timed.set("a", a, std::chrono::milliseconds(0));
+  } catch (const memlens::ValueError&) {
+    refused = true;
+  }
+  expect(refused, "TTLWeakCache refuses a ttl of 0");
   auto b = memlens::make<Node>();
   a->next = b;
   b->next = a;

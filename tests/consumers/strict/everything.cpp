@@ -1,6 +1,7 @@
 // Everything a user's program may touch, in one translation unit with track_new.hpp and the
 // standard containers, so that the strict consumer build instantiates the templates users do.
 // Exits 0 only if what it checks holds.
+#include <chrono>
 #include <cstdio>
 #include <deque>
 #include <list>
@@ -233,6 +234,10 @@ void tools() {
   auto cached = memlens::make<Node>("cached");
   cache.set("key", cached);
   expect(cache.get("key") == cached && cache.size() == 1, "WeakCache");
+  memlens::TTLWeakCache<std::string, Node> ttl_cache;
+  ttl_cache.set("key", cached, std::chrono::minutes(1));
+  expect(ttl_cache.get("key") == cached && ttl_cache.size() == 1 && ttl_cache.stats().hits == 1,
+         "TTLWeakCache");
   auto a = memlens::make<Node>("a");
   auto b = memlens::make<Node>("b");
   a->parent = b;
