@@ -36,6 +36,7 @@
 #include "memlens/serialize.hpp"
 #include "memlens/sys.hpp"
 #include "memlens/threads.hpp"
+#include "memlens/tools/ttl_weak_cache.hpp"
 #include "memlens/weakref.hpp"
 
 namespace memlens {
@@ -127,6 +128,7 @@ class AdvancedCache {
     SlotOf(T v, bool) : value(std::move(v)) {}
     std::optional<T> get() const { return value; }
     bool dead() const noexcept { return false; }
+    std::size_t extra_bytes() const { return out_of_line(value); }
   };
   template <class X>
   struct SlotOf<Ref<X>> {
@@ -148,6 +150,11 @@ class AdvancedCache {
       auto* weak = std::get_if<Weak<X>>(&value);
       return weak != nullptr && weak->expired();
     }
+    // A weakly held value is not the cache's memory.
+    std::size_t extra_bytes() const {
+      auto* strong = std::get_if<Ref<X>>(&value);
+      return strong != nullptr ? out_of_line(*strong) : 0;
+    }
   };
   using Slot = SlotOf<V>;
 
@@ -160,7 +167,7 @@ class AdvancedCache {
     std::int64_t deadline = no_deadline;
     std::uint64_t packed = 0;
 
-    Node(const K& k, Slot s) : key(k), slot(std::move(s)) {}
+    Node(K k, Slot s) : key(std::move(k)), slot(std::move(s)) {}
     std::size_t extra() const noexcept { return static_cast<std::size_t>(packed & extra_mask); }
     void set_extra(std::size_t bytes) noexcept { packed = (packed & ~extra_mask) | bytes; }
     std::uint32_t tag() const noexcept { return static_cast<std::uint32_t>(packed >> 40); }
@@ -604,12 +611,14 @@ class AdvancedCache {
   static std::size_t out_of_line(const T& x) {
     return sys::deep_sizeof(x) - sizeof(T);
   }
+  // The cache's own bytes for an entry, before it exists: the node, its hash-table link and
+  // bucket, and its expiry-index node. (The real figure, counted as allocated, replaces it.)
+  static constexpr std::size_t node_estimate(bool has_ttl) noexcept {
+    return sizeof(Node) + 2 * sizeof(void*) +
+           (has_ttl ? sizeof(std::pair<std::int64_t, Node*>) + 4 * sizeof(void*) : 0);
+  }
   std::size_t entry_estimate(const K& key, const V& value, bool has_ttl) const {
-    std::size_t bytes = out_of_line(key) + (weak_ ? 0 : out_of_line(value));
-    // The node, its hash-table link and bucket, and its expiry-index node.
-    bytes += sizeof(Node) + 2 * sizeof(void*);
-    if (has_ttl) bytes += sizeof(std::pair<std::int64_t, Node*>) + 4 * sizeof(void*);
-    return bytes;
+    return out_of_line(key) + (weak_ ? 0 : out_of_line(value)) + node_estimate(has_ttl);
   }
 
   Shard& shard_for(std::size_t hash) const noexcept {
@@ -666,15 +675,17 @@ class AdvancedCache {
     std::int64_t deadline = no_deadline;
     if (ttl) {
       if (ttl->count() <= 0) {
-        throw ValueError("AdvancedCache: ttl must be positive, got " +
-                         std::to_string(std::chrono::duration_cast<std::chrono::nanoseconds>(*ttl).count()) +
-                         " ns");
+        throw ValueError("AdvancedCache: ttl must be positive, got " + detail::duration_text(*ttl));
       }
       deadline = now() + std::chrono::duration_cast<std::chrono::nanoseconds>(*ttl).count();
     }
     if (weak_ && !is_present(value)) throw ValueError("AdvancedCache: cannot hold a null Ref weakly");
-    const std::size_t extra = out_of_line(key) + (weak_ ? 0 : out_of_line(value));
-    const std::size_t estimate = entry_estimate(key, value, ttl.has_value());
+    // The copies the cache keeps are what it measures: a copy's capacity may differ from the
+    // caller's (a string grown by += has room to spare; its copy has none).
+    K stored_key(key);
+    Slot slot(value, weak_);  // before the lock: a Weak registers with its object
+    const std::size_t extra = out_of_line(stored_key) + slot.extra_bytes();
+    const std::size_t estimate = extra + node_estimate(ttl.has_value());
     if (estimate > max_bytes_ || extra > extra_mask) {
       rejected_.fetch_add(1, std::memory_order_relaxed);
       throw ValueError("AdvancedCache: an entry of " + std::to_string(estimate) +
@@ -685,7 +696,6 @@ class AdvancedCache {
     const std::size_t hash = hash_(key);
     Shard& s = shard_for(hash);
     reserve(estimate, &key, hash);
-    Slot slot(value, weak_);  // before the lock: a Weak registers with its object
     Graveyard graveyard;
     std::ptrdiff_t change = 0;
     {
@@ -704,7 +714,7 @@ class AdvancedCache {
           ttl_entries_.fetch_sub(1, std::memory_order_relaxed);
         }
       } else {
-        n = node_of(*s.table.emplace(key, std::move(slot)).first);
+        n = node_of(*s.table.emplace(std::move(stored_key), std::move(slot)).first);
       }
       n->set_extra(extra);
       s.extras += extra;
