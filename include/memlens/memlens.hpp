@@ -13,6 +13,7 @@
 #include "memlens/visit.hpp"
 #include "memlens/weakref.hpp"
 
+#include "memlens/tools/advanced_cache.hpp"
 #include "memlens/tools/advanced_memory_profiler.hpp"
 #include "memlens/tools/circular_reference_detector.hpp"
 #include "memlens/tools/memory_leak_detector.hpp"
