@@ -11,4 +11,9 @@ template <class T>
 class Weak;
 class HeapLock;
 
+namespace serial {
+class Writer;
+class Reader;
+}  // namespace serial
+
 }  // namespace memlens

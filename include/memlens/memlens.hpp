@@ -7,6 +7,7 @@
 #include "memlens/fwd.hpp"
 #include "memlens/gc.hpp"
 #include "memlens/object.hpp"
+#include "memlens/serialize.hpp"
 #include "memlens/sys.hpp"
 #include "memlens/threads.hpp"
 #include "memlens/tracemalloc.hpp"

@@ -543,7 +543,7 @@ class AdvancedCache {
   void load_from_disk(const std::filesystem::path& path) {
     const std::string payload =
         serial::read_file(path, file_magic, file_version, "AdvancedCache");
-    serial::Reader in(payload, "AdvancedCache: '" + path.string() + "'");
+    serial::Reader in(payload, "AdvancedCache: cannot load '" + path.string() + "'");
     struct Loaded {
       K key;
       V value;
@@ -551,7 +551,7 @@ class AdvancedCache {
       std::uint32_t frequency;
     };
     std::vector<Loaded> entries;
-    const std::size_t count = in.size(3);
+    const std::size_t count = in.size(serial::min_bytes<K> + serial::min_bytes<V> + 12);
     entries.reserve(count);
     for (std::size_t i = 0; i < count; ++i) {
       Loaded e{K{}, V{}, 0, 0};
@@ -567,7 +567,7 @@ class AdvancedCache {
       }
       entries.push_back(std::move(e));
     }
-    if (!in.done()) in.fail("trailing bytes after the entries");
+    in.finish();
     clear();
     const std::int64_t wall_now = wall_clock_now();
     for (Loaded& e : entries) {

@@ -358,6 +358,50 @@ void profiling() {
 
 }  // namespace
 
+void caches() {
+  // The seed's AdvancedCache(max_memory_mb=50, eviction_policy='LRU', use_weak_refs=True).
+  memlens::AdvancedCache<std::string, memlens::Ref<Node>> weak(50, memlens::EvictionPolicy::LRU,
+                                                              true);
+  auto kept = memlens::make<Node>();
+  weak.set("kept", kept);
+  weak.set("gone", memlens::make<Node>(), std::chrono::seconds(60));
+  expect(weak.get("kept") == std::optional<memlens::Ref<Node>>(kept) && !weak.get("gone"),
+         "AdvancedCache with weak values");
+  memlens::AdvancedCache<std::string, std::string> cache(1, memlens::EvictionPolicy::LFU);
+  for (auto policy : {memlens::EvictionPolicy::LRU, memlens::EvictionPolicy::LFU,
+                      memlens::EvictionPolicy::FIFO}) {
+    memlens::AdvancedCache<int, int> each(1, policy);
+    each.set(1, 1);
+    expect(each.get(1) == 1, "EvictionPolicy");
+  }
+  cache.set("a", "1");
+  expect(cache.get_or_set("b", [] { return std::string("2"); }) == "2", "get_or_set");
+  expect(cache.erase("a") && !cache.erase("a"), "AdvancedCache::erase");
+  expect(cache.evict_if_needed() == 0, "evict_if_needed");
+  const memlens::CacheStats stats = cache.stats();
+  expect(stats.hits == 0 && stats.misses == 1 && stats.evictions == 0 &&
+             stats.expirations == 0 && stats.entries == 1 &&
+             stats.memory_bytes == cache.current_memory_usage() &&
+             stats.max_memory_bytes == 1048576 && stats.hit_rate() == 0.0,
+         "CacheStats");
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("memlens_contract_cache_" + std::to_string(::getpid()) + ".bin");
+  cache.save_to_disk(path);
+  memlens::AdvancedCache<std::string, std::string> loaded;
+  loaded.load_from_disk(path);
+  std::filesystem::remove(path);
+  expect(loaded.get("b") == std::string("2"), "save_to_disk and load_from_disk");
+  cache.clear();
+  expect(cache.current_memory_usage() == 0, "AdvancedCache::clear");
+  bool refused = false;
+  try {
+    memlens::AdvancedCache<int, std::string> not_weak(1, memlens::EvictionPolicy::LRU, true);
+  } catch (const memlens::ValueError&) {
+    refused = true;
+  }
+  expect(refused, "use_weak_refs needs Ref values");
+}
+
 int main() {
   object_model();
   sys();
@@ -367,5 +411,6 @@ int main() {
   tools();
   leaks();
   profiling();
+  caches();
   return failures == 0 ? 0 : 1;
 }
