@@ -4,6 +4,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memlens/memlens.hpp>
 #include <memlens/testing.hpp>
 #include <memlens/tools/advanced_cache.hpp>
@@ -12,6 +15,8 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unistd.h>
+#include <utility>
 #include <vector>
 
 #include "memlens_test.hpp"
@@ -439,4 +444,119 @@ TEST_CASE("AdvancedCache: a filled and emptied cache leaks nothing", "[tools][ca
                  cache.get_or_set("x", [] { return memlens::make<Payload>(); });
                }),
                memlens::testing::NoLeaks());
+}
+
+namespace test_advanced_cache {
+
+std::filesystem::path temp_file(const std::string& name) {
+  return std::filesystem::temp_directory_path() /
+         ("memlens_cache_" + std::to_string(::getpid()) + "_" + name);
+}
+
+std::string read_all(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+void write_all(const std::filesystem::path& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+}  // namespace test_advanced_cache
+
+TEST_CASE("AdvancedCache: saved values TTLs and LFU counts come back", "[tools][cache]") {
+  const auto path = temp_file("roundtrip.bin");
+  using Value = std::pair<std::vector<int>, std::optional<memlens::Ref<std::string>>>;
+  {
+    AdvancedCache<std::string, Value> cache(1, EvictionPolicy::LFU);
+    auto shared = memlens::make<std::string>("shared");
+    cache.set("often", Value{{1, 2, 3}, shared}, 1h);
+    cache.set("once", Value{{4}, std::nullopt});
+    for (int i = 0; i < 5; ++i) cache.get("often");
+    cache.save_to_disk(path);
+  }
+  AdvancedCache<std::string, Value> cache(three_entries_mb, EvictionPolicy::LFU);
+  cache.load_from_disk(path);
+  REQUIRE(cache.size() == 2);
+  const auto often = cache.get("often");
+  REQUIRE(often);
+  CHECK(often->first == std::vector<int>{1, 2, 3});
+  REQUIRE(often->second);
+  CHECK(**often->second == "shared");
+  CHECK_FALSE(cache.get("once")->second);
+  // "often" kept its count: two 20 KB newcomers evict "once" (count 2 now), never "often".
+  cache.set("x", Value{std::vector<int>(5000), std::nullopt});
+  cache.set("y", Value{std::vector<int>(5000), std::nullopt});
+  cache.set("z", Value{std::vector<int>(5000), std::nullopt});
+  CHECK(cache.get("often"));
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("AdvancedCache: an expired saved entry is not loaded", "[tools][cache]") {
+  const auto path = temp_file("expired.bin");
+  ManualClock clock;
+  CacheOptions options;
+  options.clock = clock.function();
+  {
+    AdvancedCache<std::string, std::string> cache(options);
+    // Deadlines are saved as wall-clock times: an entry with 1 ns left is past by load time.
+    cache.set("brief", "b", 1ns);
+    cache.set("lasting", "l", 1h);
+    cache.save_to_disk(path);
+  }
+  AdvancedCache<std::string, std::string> cache;
+  cache.load_from_disk(path);
+  CHECK_FALSE(cache.get("brief"));
+  CHECK(cache.get("lasting") == std::string("l"));
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("AdvancedCache: every damaged file throws and leaves the cache as it was",
+          "[tools][cache]") {
+  const auto path = temp_file("damaged.bin");
+  {
+    AdvancedCache<std::string, std::vector<int>> source;
+    source.set("a", {1, 2, 3});
+    source.set("b", {4, 5}, 1h);
+    source.save_to_disk(path);
+  }
+  const std::string good = read_all(path);
+  AdvancedCache<std::string, std::vector<int>> cache;
+  cache.set("kept", {7});
+  const auto usage = cache.current_memory_usage();
+  auto unchanged = [&] {
+    return cache.size() == 1 && cache.get("kept") == std::vector<int>{7} &&
+           cache.current_memory_usage() == usage;
+  };
+  for (std::size_t n = 0; n < good.size(); ++n) {
+    write_all(path, good.substr(0, n));
+    CAPTURE(n);
+    CHECK_THROWS_AS(cache.load_from_disk(path), memlens::Error);
+    CHECK(unchanged());
+  }
+  for (std::size_t i = 0; i < good.size(); ++i) {
+    std::string bad = good;
+    bad[i] = static_cast<char>(bad[i] ^ 0x01);
+    write_all(path, bad);
+    CAPTURE(i);
+    CHECK_THROWS_AS(cache.load_from_disk(path), memlens::Error);
+    CHECK(unchanged());
+  }
+  // A valid file of another format version.
+  memlens::serial::write_file(path, "memlensC", 2, good.substr(memlens::serial::header_size),
+                              "test");
+  CHECK_THROWS_WITH(cache.load_from_disk(path), memlens_test::contains("version 2"));
+  // A valid file whose entry does not fit this cache.
+  {
+    AdvancedCache<std::string, std::vector<int>> big;
+    big.set("huge", std::vector<int>(100000));
+    big.save_to_disk(path);
+  }
+  AdvancedCache<std::string, std::vector<int>> small(0.1);
+  small.set("kept", {7});
+  CHECK_THROWS_WITH(small.load_from_disk(path), memlens_test::contains("larger than"));
+  CHECK(small.size() == 1);
+  CHECK_THROWS_AS(cache.load_from_disk(temp_file("missing.bin")), memlens::Error);
+  CHECK(unchanged());
+  std::filesystem::remove(path);
 }
