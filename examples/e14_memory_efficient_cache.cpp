@@ -51,7 +51,8 @@ int main() {
                cache.get("key0") ? "yes" : "no");
   }
   fmt::print("\n  The limit is {} bytes; an entry costs what deep_sizeof finds in its key and value\n"
-             "  plus the cache's own bytes for it. LFU and TinyLFU keep the key asked for often.\n",
+             "  plus the cache's own bytes for it. key0, read after every tenth set, stays under\n"
+             "  every policy but FIFO, which evicts by age alone.\n",
              1 << 20);
 
   fmt::print("\nWeak values (use_weak_refs = true): entries go when their last owner drops them.\n");

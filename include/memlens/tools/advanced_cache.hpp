@@ -241,10 +241,7 @@ class AdvancedCache {
     detail::cache::FrequencySketch sketch{&structure};
     Expiry expiry{std::less<>{}, typename Expiry::allocator_type(&structure)};
     std::unordered_map<K, std::shared_ptr<Flight>, Hash, Eq> flights;
-    // TinyLFU's hill climber: the window's share of the shard, adjusted by the hit rate.
-    double window_share = 0.01;
-    double step = 0.0625;
-    double last_hit_rate = 0.0;
+    // Lookups not yet reported to TinyLFU's hill climber.
     std::uint64_t sample_hits = 0, sample_misses = 0;
     // Counters (read by stats()).
     std::uint64_t hits = 0, misses = 0, evictions = 0, expirations = 0, collected = 0;
@@ -388,11 +385,7 @@ class AdvancedCache {
   /// are included.
   std::size_t size() const {
     expire_if_due();
-    std::size_t n = 0;
-    for (std::size_t i = 0; i < shard_count_; ++i) {
-      n += shards_[i].published_count.load(std::memory_order_relaxed);
-    }
-    return n;
+    return size_unpurged();
   }
   EvictionPolicy policy() const noexcept { return policy_; }
 
@@ -638,7 +631,10 @@ class AdvancedCache {
     Node* n = find(s, key, hash);
     if (policy_ == EvictionPolicy::TinyLFU) {
       s.sketch.increment(detail::cache::mix(hash));
-      climb(s);
+      // Reported in batches, so that the climber's counters are not a line every hit writes.
+      if (s.sample_hits + s.sample_misses >= std::max<std::size_t>(64, s.table.size())) {
+        report_sample(s);
+      }
     }
     if (n != nullptr) {
       if (is_expired(*n, n->deadline == no_deadline ? 0 : now())) {
@@ -954,32 +950,58 @@ class AdvancedCache {
   // What an entry counts for in TinyLFU's regions: its node and what its key and value own.
   static std::size_t entry_bytes(const Node& n) noexcept { return sizeof(Node) + n.extra(); }
 
-  // TinyLFU's targets: a shard's fair share of the limit, split into window and main, and the
-  // main space into 20% probation and 80% protected.
+  // TinyLFU's targets: a shard's fair share of the limit, less what its tables take beyond its
+  // entries' nodes (the regions hold entries, counted by entry_bytes), split into window and
+  // main, and the main space into 20% probation and 80% protected.
+  std::size_t entry_space(const Shard& s) const noexcept {
+    const std::size_t entries = s.table.size() * sizeof(Node) + s.extras;
+    const std::size_t overhead = s.bytes() > entries ? s.bytes() - entries : 0;
+    return share() > overhead ? share() - overhead : 0;
+  }
   std::size_t share() const noexcept { return max_bytes_ / shard_count_; }
   std::size_t window_target(const Shard& s) const noexcept {
-    return std::max<std::size_t>(static_cast<std::size_t>(s.window_share * static_cast<double>(share())),
-                                 sizeof(Node));
+    const double fraction = window_share_.load(std::memory_order_relaxed);
+    return std::max<std::size_t>(
+        static_cast<std::size_t>(fraction * static_cast<double>(entry_space(s))), sizeof(Node));
   }
   std::size_t protected_target(const Shard& s) const noexcept {
-    const std::size_t main = share() - std::min(share(), window_target(s));
-    return main / 5 * 4;
+    const std::size_t space = entry_space(s);
+    return (space - std::min(space, window_target(s))) / 5 * 4;
   }
 
-  // TinyLFU's hill climbing (as Caffeine): after each sample of lookups, keep moving the
-  // window's share the same way if the hit rate rose, turn back if it fell; steps shrink.
-  void climb(Shard& s) const noexcept {
-    const std::uint64_t lookups = s.sample_hits + s.sample_misses;
-    const std::size_t sample = std::max<std::size_t>(s.sketch.sample_size(), 1024);
-    if (lookups < sample) return;
-    const double rate = static_cast<double>(s.sample_hits) / static_cast<double>(lookups);
-    if (rate < s.last_hit_rate) s.step = -s.step;
-    s.window_share = std::clamp(s.window_share + s.step, 0.0, 0.8);
-    s.step *= 0.98;
-    if (std::abs(s.step) < 0.005) s.step = s.step < 0 ? -0.005 : 0.005;
-    s.last_hit_rate = rate;
+  // TinyLFU's hill climbing, as Caffeine's, once for the whole cache: after each sample of twice
+  // as many lookups as the cache holds entries, the window's share moves on the same way if the
+  // hit rate rose and turns back if it fell, by a step that decays, and restarts at 6.25 % when
+  // the hit rate jumps by 5 points (the workload changed). Every shard sizes its window by it.
+  void report_sample(Shard& s) {
+    climb_hits_.fetch_add(s.sample_hits, std::memory_order_relaxed);
+    const std::uint64_t lookups =
+        climb_lookups_.fetch_add(s.sample_hits + s.sample_misses, std::memory_order_relaxed) +
+        s.sample_hits + s.sample_misses;
     s.sample_hits = s.sample_misses = 0;
+    if (lookups < std::max<std::size_t>(2 * size_unpurged(), 1024)) return;
+    std::unique_lock climbing(climb_mutex_, std::try_to_lock);
+    if (!climbing) return;
+    const std::uint64_t sample = climb_lookups_.exchange(0, std::memory_order_relaxed);
+    const std::uint64_t hits = climb_hits_.exchange(0, std::memory_order_relaxed);
+    if (sample == 0) return;
+    const double rate = static_cast<double>(hits) / static_cast<double>(sample);
+    const double change = rate - last_hit_rate_;
+    const double amount = change >= 0 ? step_ : -step_;
+    step_ = std::abs(change) >= 0.05 ? (amount >= 0 ? 0.0625 : -0.0625) : amount * 0.98;
+    const double fraction = window_share_.load(std::memory_order_relaxed);
+    window_share_.store(std::clamp(fraction + amount, 0.0, 1.0), std::memory_order_relaxed);
+    last_hit_rate_ = rate;
     trim_window(s);
+  }
+
+  // size() without the purge (the climber runs inside a lookup).
+  std::size_t size_unpurged() const noexcept {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      n += shards_[i].published_count.load(std::memory_order_relaxed);
+    }
+    return n;
   }
 
   // Removes a node entirely; its value goes to the graveyard.
@@ -1209,6 +1231,12 @@ class AdvancedCache {
   std::atomic<std::uint64_t> rejected_{0};
   mutable std::atomic<std::size_t> ttl_entries_{0};
   mutable std::atomic<std::int64_t> next_deadline_{no_deadline};
+  // TinyLFU's hill climber (report_sample).
+  std::atomic<double> window_share_{0.01};
+  std::atomic<std::uint64_t> climb_hits_{0}, climb_lookups_{0};
+  detail::cache::SpinLock climb_mutex_;
+  double step_ = 0.0625;  // under climb_mutex_
+  double last_hit_rate_ = 0.0;
   std::mutex sweep_mutex_;
   std::condition_variable sweep_wake_;
   bool stopping_ = false;
