@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -156,6 +157,124 @@ struct Counting {
   friend bool operator==(const Counting& a, const Counting<U>& b) noexcept {
     return a.bytes == b.bytes;
   }
+};
+
+/**
+ * A shard's index: open addressing with linear probing over one array of 8-byte slots, each a
+ * node's address with 16 bits of its hash above it. A lookup reads one slot line and then the
+ * node only when the bits agree; std::unordered_set reads a bucket, the node before the one
+ * sought (its buckets point there) and the node, and divides by a prime. Erasing leaves a
+ * tombstone (no hash is recomputed then); the array is rebuilt, twice as large when over 3/8
+ * full of entries, when entries and tombstones fill 3/4 of it. Its array is allocated through
+ * `Counting`, so the cache counts it.
+ */
+template <class Node>
+class Index {
+  static constexpr std::uint64_t empty_slot = 0, tombstone = 1;
+  static constexpr unsigned pointer_bits = 48;
+  static constexpr std::uint64_t pointer_mask = (std::uint64_t{1} << pointer_bits) - 1;
+  static_assert(sizeof(void*) == 8, "memlens::AdvancedCache: needs 64-bit pointers");
+
+ public:
+  explicit Index(std::size_t* counter) : slots_(Counting<std::uint64_t>(counter)) {}
+
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+
+  /// The node hashed to `h` for which `match(node)` holds, or null.
+  template <class Match>
+  Node* find(std::uint64_t h, Match&& match) const {
+    if (size_ == 0) return nullptr;
+    const std::uint64_t tag = tag_of(h);
+    for (std::size_t i = home(h);; i = (i + 1) & mask_) {
+      const std::uint64_t slot = slots_[i];
+      if (slot == empty_slot) return nullptr;
+      if ((slot & ~pointer_mask) == tag && slot != tombstone) {
+        Node* n = reinterpret_cast<Node*>(slot & pointer_mask);
+        if (match(*n)) return n;
+      }
+    }
+  }
+
+  /// Adds `n` (not present), hashed to `h`; `hash_of(node)` gives any node's hash for a rebuild.
+  /// Strong guarantee: if the rebuild cannot allocate, nothing changed.
+  template <class HashOf>
+  void insert(Node* n, std::uint64_t h, HashOf&& hash_of) {
+    const auto address = reinterpret_cast<std::uintptr_t>(n);
+    if ((address & ~pointer_mask) != 0) throw std::bad_alloc();  // beyond 48-bit addresses
+    if ((size_ + used_tombstones_ + 1) * 4 > slots_.size() * 3) {
+      const std::size_t wanted = (size_ + 1) * 8 > slots_.size() * 3 ? slots_.size() * 2 : slots_.size();
+      rebuild(std::max<std::size_t>(wanted, 8), hash_of);
+    }
+    for (std::size_t i = home(h);; i = (i + 1) & mask_) {
+      if (slots_[i] == empty_slot || slots_[i] == tombstone) {
+        if (slots_[i] == tombstone) --used_tombstones_;
+        slots_[i] = tag_of(h) | address;
+        ++size_;
+        return;
+      }
+    }
+  }
+
+  /// Removes `n`, which is present and hashed to `h`.
+  void erase(const Node* n, std::uint64_t h) noexcept {
+    const std::uint64_t slot_value = tag_of(h) | reinterpret_cast<std::uintptr_t>(n);
+    for (std::size_t i = home(h);; i = (i + 1) & mask_) {
+      if (slots_[i] == slot_value) {
+        slots_[i] = tombstone;
+        ++used_tombstones_;
+        --size_;
+        return;
+      }
+    }
+  }
+
+  /// Calls `f(node)` for every node; `f` must not change the index.
+  template <class F>
+  void for_each(F&& f) const {
+    for (const std::uint64_t slot : slots_) {
+      if (slot != empty_slot && slot != tombstone) f(reinterpret_cast<Node*>(slot & pointer_mask));
+    }
+  }
+
+  /// Gives the array back (the index must be empty).
+  void release() noexcept {
+    std::vector<std::uint64_t, Counting<std::uint64_t>> none(slots_.get_allocator());
+    slots_.swap(none);
+    mask_ = 0;
+    shift_ = 64;
+    used_tombstones_ = 0;
+  }
+
+ private:
+  static std::uint64_t tag_of(std::uint64_t h) noexcept {
+    return ((h >> 16) & 0xFFFF) << pointer_bits;
+  }
+  std::size_t home(std::uint64_t h) const noexcept {
+    return shift_ >= 64 ? 0 : static_cast<std::size_t>(h >> shift_);
+  }
+  template <class HashOf>
+  void rebuild(std::size_t capacity, HashOf& hash_of) {
+    std::vector<std::uint64_t, Counting<std::uint64_t>> old(capacity, empty_slot,
+                                                            slots_.get_allocator());
+    old.swap(slots_);
+    mask_ = capacity - 1;
+    shift_ = static_cast<unsigned>(64 - std::countr_zero(capacity));
+    used_tombstones_ = 0;
+    for (const std::uint64_t slot : old) {
+      if (slot == empty_slot || slot == tombstone) continue;
+      const std::uint64_t h = hash_of(*reinterpret_cast<const Node*>(slot & pointer_mask));
+      std::size_t i = home(h);
+      while (slots_[i] != empty_slot) i = (i + 1) & mask_;
+      slots_[i] = slot;
+    }
+  }
+
+  std::vector<std::uint64_t, Counting<std::uint64_t>> slots_;
+  std::size_t size_ = 0;
+  std::size_t used_tombstones_ = 0;
+  std::size_t mask_ = 0;
+  unsigned shift_ = 64;
 };
 
 /**

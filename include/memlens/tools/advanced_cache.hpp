@@ -178,28 +178,7 @@ class AdvancedCache {
   static constexpr std::uint64_t extra_mask = (std::uint64_t{1} << 40) - 1;
   static constexpr std::uint32_t max_frequency = (1u << 24) - 1;
 
-  // Lookup by key with the hash computed once (it also picks the shard).
-  struct Probe {
-    const K& key;
-    std::size_t hash;
-  };
-  struct NodeHash {
-    using is_transparent = void;
-    [[no_unique_address]] Hash hash;
-    std::size_t operator()(const Node& n) const noexcept(noexcept(hash(n.key))) {
-      return hash(n.key);
-    }
-    std::size_t operator()(const Probe& p) const noexcept { return p.hash; }
-  };
-  struct NodeEq {
-    using is_transparent = void;
-    [[no_unique_address]] Eq eq;
-    bool operator()(const Node& a, const Node& b) const { return eq(a.key, b.key); }
-    bool operator()(const Probe& a, const Node& b) const { return eq(a.key, b.key); }
-    bool operator()(const Node& a, const Probe& b) const { return eq(a.key, b.key); }
-  };
   using Counted = detail::cache::Counting<Node>;
-  using Table = std::unordered_set<Node, NodeHash, NodeEq, Counted>;
   using Expiry = std::set<std::pair<std::int64_t, Node*>, std::less<>,
                           detail::cache::Counting<std::pair<std::int64_t, Node*>>>;
 
@@ -231,7 +210,7 @@ class AdvancedCache {
     detail::cache::Clock clock;
     std::size_t structure = 0;       // what the containers below hold (their allocator counts)
     std::size_t extras = 0;          // out-of-line bytes of the keys and values
-    Table table{0, NodeHash{}, NodeEq{}, Counted(&structure)};
+    detail::cache::Index<Node> table{&structure};  // the entries, each a node of its own
     detail::cache::List order;  // LRU, FIFO: front newest; TinyLFU: the window
     detail::cache::List probation, protected_list;
     std::size_t window_bytes = 0, protected_bytes = 0;
@@ -320,6 +299,14 @@ class AdvancedCache {
       sweep_wake_.notify_all();
       sweeper_.join();
     }
+    // The index does not own the nodes: each goes back to the allocator it came from.
+    for (std::size_t i = 0; i < shard_count_; ++i) {
+      Counted alloc(&shards_[i].structure);
+      shards_[i].table.for_each([&](Node* n) {
+        std::allocator_traits<Counted>::destroy(alloc, n);
+        std::allocator_traits<Counted>::deallocate(alloc, n, 1);
+      });
+    }
   }
 
   /// Maps `key` to `value`, replacing any previous value, for `ttl` if given (no expiry
@@ -367,8 +354,11 @@ class AdvancedCache {
       Shard& s = shards_[i];
       Graveyard graveyard;
       std::lock_guard lock(s.mutex);
-      graveyard.reserve(s.table.size());
-      while (!s.table.empty()) remove(s, node_of(*s.table.begin()), Removal::erased, graveyard);
+      std::vector<Node*> nodes;
+      nodes.reserve(s.table.size());
+      s.table.for_each([&](Node* n) { nodes.push_back(n); });
+      graveyard.reserve(nodes.size());
+      for (Node* n : nodes) remove(s, n, Removal::erased, graveyard);
       publish(s);
     }
   }
@@ -506,9 +496,9 @@ class AdvancedCache {
     std::vector<Saved> nodes;
     for (std::size_t i = 0; i < shard_count_; ++i) {
       locks.emplace_back(shards_[i].mutex);
-      for (const Node& n : shards_[i].table) {
-        if (!is_expired(n, steady_now) && !n.slot.dead()) nodes.push_back({n.stamp, &n});
-      }
+      shards_[i].table.for_each([&](const Node* n) {
+        if (!is_expired(*n, steady_now) && !n->slot.dead()) nodes.push_back({n->stamp, n});
+      });
     }
     std::sort(nodes.begin(), nodes.end(),
               [](const Saved& a, const Saved& b) { return a.stamp < b.stamp; });
@@ -597,7 +587,6 @@ class AdvancedCache {
       return true;
     }
   }
-  static Node* node_of(const Node& n) noexcept { return const_cast<Node*>(&n); }
 
   // What a key or value owns beyond its own bytes (which are inside the node).
   template <class T>
@@ -621,9 +610,31 @@ class AdvancedCache {
     return static_cast<std::size_t>(&s - shards_.get());
   }
 
-  static Node* find(Shard& s, const K& key, std::size_t hash) {
-    auto it = s.table.find(Probe{key, hash});
-    return it == s.table.end() ? nullptr : node_of(*it);
+  Node* find(Shard& s, const K& key, std::size_t hash) const {
+    return s.table.find(index_hash(hash), [&](const Node& n) { return eq_(n.key, key); });
+  }
+  // The index's hash: the shard's bits rotated away, as they are the same for all its keys.
+  std::uint64_t index_hash(std::size_t hash) const noexcept {
+    return std::rotl(detail::cache::mix(hash), static_cast<int>(64 - shard_shift_));
+  }
+  // Allocates and adds a node (strong guarantee).
+  Node* add_node(Shard& s, K key, Slot slot, std::size_t hash) {
+    Counted alloc(&s.structure);
+    Node* n = std::allocator_traits<Counted>::allocate(alloc, 1);
+    try {
+      std::allocator_traits<Counted>::construct(alloc, n, std::move(key), std::move(slot));
+    } catch (...) {
+      std::allocator_traits<Counted>::deallocate(alloc, n, 1);
+      throw;
+    }
+    try {
+      s.table.insert(n, index_hash(hash), [&](const Node& m) { return index_hash(hash_(m.key)); });
+    } catch (...) {
+      std::allocator_traits<Counted>::destroy(alloc, n);
+      std::allocator_traits<Counted>::deallocate(alloc, n, 1);
+      throw;
+    }
+    return n;
   }
 
   // get's body, under the shard's lock.
@@ -710,7 +721,7 @@ class AdvancedCache {
           ttl_entries_.fetch_sub(1, std::memory_order_relaxed);
         }
       } else {
-        n = node_of(*s.table.emplace(std::move(stored_key), std::move(slot)).first);
+        n = add_node(s, std::move(stored_key), std::move(slot), hash);
       }
       n->set_extra(extra);
       s.extras += extra;
@@ -1014,7 +1025,10 @@ class AdvancedCache {
     }
     s.extras -= n->extra();
     graveyard.push_back(std::move(n->slot));
-    s.table.erase(s.table.find(Probe{n->key, hash_(n->key)}));
+    s.table.erase(n, index_hash(hash_(n->key)));
+    Counted alloc(&s.structure);
+    std::allocator_traits<Counted>::destroy(alloc, n);
+    std::allocator_traits<Counted>::deallocate(alloc, n, 1);
     if (s.table.empty()) release_structures(s);
     const std::size_t freed = before - s.bytes();
     used_.fetch_sub(freed, std::memory_order_relaxed);
@@ -1037,8 +1051,7 @@ class AdvancedCache {
 
   // An empty shard keeps no bucket array, sketch or index: an emptied cache holds nothing.
   void release_structures(Shard& s) const noexcept {
-    Table none(0, NodeHash{}, NodeEq{}, Counted(&s.structure));
-    s.table.swap(none);
+    s.table.release();
     Buckets no_buckets(0, std::hash<std::uint32_t>{}, std::equal_to<>{},
                        typename Buckets::allocator_type(&s.structure));
     s.buckets.swap(no_buckets);
@@ -1187,9 +1200,9 @@ class AdvancedCache {
       }
       if (all && weak_) {
         std::vector<Node*> dead;
-        for (const Node& n : s.table) {
-          if (n.slot.dead()) dead.push_back(node_of(n));
-        }
+        s.table.for_each([&](Node* n) {
+          if (n->slot.dead()) dead.push_back(n);
+        });
         for (Node* n : dead) remove(s, n, Removal::collected, graveyard);
         removed += dead.size();
       }
@@ -1225,6 +1238,7 @@ class AdvancedCache {
   std::size_t shard_count_ = 1;
   unsigned shard_shift_ = 64;
   [[no_unique_address]] Hash hash_;
+  [[no_unique_address]] Eq eq_;
   std::unique_ptr<Shard[]> shards_;
   // Changed by the purges that const members run too (expired entries go on any call).
   mutable std::atomic<std::size_t> used_{0};
