@@ -84,7 +84,9 @@ struct CacheOptions {
   /// Independent locks (a power of two, at most 64); 0 picks 4 per hardware thread, 4 to 64.
   std::size_t shards = 0;
   /// When set, a thread removes expired (and dead weak) entries this often, so their memory
-  /// comes back even when nobody calls the cache.
+  /// comes back even when nobody calls the cache. It holds HeapLock meanwhile; with Ref values
+  /// it is a thread using memlens objects, so the program's other threads follow the heap-lock
+  /// rule from then on.
   std::optional<std::chrono::steady_clock::duration> sweep_interval;
   /// What TTLs are measured against, if not `std::chrono::steady_clock::now` (a test's manual
   /// clock); read only while entries with a TTL exist.
@@ -277,6 +279,17 @@ class AdvancedCache {
     shard_count_ = shards;
     shard_shift_ = static_cast<unsigned>(64 - std::countr_zero(shards));
     shards_ = std::make_unique<Shard[]>(shards);
+    // What a shard's first entry adds beyond its node: the index's first array, the sketch's
+    // smallest table, LFU's first bucket (measured, as its size is the library's).
+    first_overhead_ = 8 * sizeof(std::uint64_t);
+    if (policy_ == EvictionPolicy::TinyLFU) first_overhead_ += 8 * sizeof(std::uint64_t);
+    if (policy_ == EvictionPolicy::LFU) {
+      std::size_t bytes = 0;
+      Buckets probe(0, std::hash<std::uint32_t>{}, std::equal_to<>{},
+                    typename Buckets::allocator_type(&bytes));
+      probe.try_emplace(1);
+      first_overhead_ += bytes;
+    }
     for (std::size_t i = 0; i < shard_count_; ++i) publish(shards_[i]);
     if (options.sweep_interval) {
       if (options.sweep_interval->count() <= 0) {
@@ -421,7 +434,8 @@ class AdvancedCache {
    * misses on one key call `factory` once: the others wait for its value (and count as hits).
    * If it throws, nothing is set and every waiter gets the exception. A factory that asks
    * this cache for the same key through `get_or_set` gets memlens::Error instead of waiting
-   * for itself.
+   * for itself. A caller that may wait must not hold HeapLock if the factory (on another
+   * thread) needs it: the factory could never finish.
    */
   template <class F>
     requires std::is_invocable_r_v<V, F&>
@@ -684,7 +698,10 @@ class AdvancedCache {
       if (ttl->count() <= 0) {
         throw ValueError("AdvancedCache: ttl must be positive, got " + detail::duration_text(*ttl));
       }
-      deadline = now() + std::chrono::duration_cast<std::chrono::nanoseconds>(*ttl).count();
+      // A TTL beyond the clock's range (duration::max()) saturates: such an entry never expires.
+      const std::int64_t at = now();
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(*ttl).count();
+      deadline = ns >= no_deadline - 1 - at ? no_deadline - 1 : at + ns;
     }
     if (weak_ && !is_present(value)) throw ValueError("AdvancedCache: cannot hold a null Ref weakly");
     // The copies the cache keeps are what it measures: a copy's capacity may differ from the
@@ -693,7 +710,7 @@ class AdvancedCache {
     Slot slot(value, weak_);  // before the lock: a Weak registers with its object
     const std::size_t extra = out_of_line(stored_key) + slot.extra_bytes();
     const std::size_t estimate = extra + node_estimate(ttl.has_value());
-    if (estimate > max_bytes_ || extra > extra_mask) {
+    if (estimate + first_overhead_ > max_bytes_ || extra > extra_mask) {
       rejected_.fetch_add(1, std::memory_order_relaxed);
       throw ValueError("AdvancedCache: an entry of " + std::to_string(estimate) +
                        " bytes is larger than the whole limit of " + std::to_string(max_bytes_) +
@@ -702,10 +719,23 @@ class AdvancedCache {
     expire_if_due();
     const std::size_t hash = hash_(key);
     Shard& s = shard_for(hash);
-    reserve(estimate, &key, hash);
-    Graveyard graveyard;
-    std::ptrdiff_t change = 0;
+    // A new value for a present key is an access of it, applied before room is made, so the
+    // eviction sees the key as recent; and only the growth over its old cost is claimed.
+    std::size_t claim = estimate;
+    const Node* touched = nullptr;
     {
+      std::lock_guard lock(s.mutex);
+      if (Node* old = find(s, key, hash)) {
+        const std::size_t old_cost = old->extra() + node_estimate(old->deadline != no_deadline);
+        claim = estimate - std::min(estimate, old_cost);
+        access_for_set(s, old, /*counted_by_caller=*/false);
+        publish(s);
+        touched = old;
+      }
+    }
+    reserve(claim, &key, hash);
+    Graveyard graveyard;
+    try {
       std::lock_guard lock(s.mutex);
       const std::size_t before = s.bytes();
       Node* n = find(s, key, hash);
@@ -733,19 +763,35 @@ class AdvancedCache {
       }
       if (!replacing) {
         link(s, n, frequency == 0 ? 1 : frequency);
-      } else if (policy_ == EvictionPolicy::FIFO) {
-        n->stamp = s.clock.tick();
-        s.order.move_to_front(n);
-      } else {
-        touch(s, n);
+      } else if (n != touched) {  // evicted and set again since the access above
+        access_for_set(s, n, /*counted_by_caller=*/true);
       }
       publish(s);
-      change = static_cast<std::ptrdiff_t>(s.bytes()) - static_cast<std::ptrdiff_t>(before);
+      // The claim becomes the real change, under the lock, so that a removal of this entry
+      // never subtracts bytes not yet added: usually less (a replaced value's bytes come
+      // back), more when the index or a table grew.
+      adjust(static_cast<std::ptrdiff_t>(s.bytes()) - static_cast<std::ptrdiff_t>(before) -
+             static_cast<std::ptrdiff_t>(claim));
+    } catch (...) {
+      adjust(-static_cast<std::ptrdiff_t>(claim));
+      throw;
     }
-    // The reservation becomes the real change: usually less (a replaced value's bytes come
-    // back), more only when the hash table grew its buckets.
-    adjust(change - static_cast<std::ptrdiff_t>(estimate));
     fit(&key, hash);
+  }
+
+  // A set's access of a present key: FIFO takes it as a new entry, the others as a use. LFU
+  // may make a bucket, whose bytes are counted here unless the caller measures the change.
+  void access_for_set(Shard& s, Node* n, bool counted_by_caller) {
+    if (policy_ == EvictionPolicy::FIFO) {
+      n->stamp = s.clock.tick();
+      s.order.move_to_front(n);
+    } else if (counted_by_caller) {
+      touch(s, n);
+    } else {
+      const std::size_t before = s.bytes();
+      touch(s, n);  // LFU may make a bucket
+      adjust(static_cast<std::ptrdiff_t>(s.bytes()) - static_cast<std::ptrdiff_t>(before));
+    }
   }
 
   // Evicts until within the limit (after a change that could not make room first).
@@ -907,21 +953,22 @@ class AdvancedCache {
 
   // LFU: moves `n` from frequency f's bucket to f + 1's, creating it next to f's.
   void bucket_promote(Shard& s, Node* n, std::uint32_t f) {
-    auto from = s.buckets.find(f);
+    // References into the map survive its rehashing; iterators do not.
+    Bucket* from = &s.buckets.find(f)->second;
     const std::uint32_t g = f + 1;
-    if (from->second.higher != g) {
-      auto [to, created] = s.buckets.try_emplace(g);
-      to->second.lower = f;
-      to->second.higher = from->second.higher;
-      if (from->second.higher != 0) s.buckets.find(from->second.higher)->second.lower = g;
-      from->second.higher = g;
+    if (from->higher != g) {
+      Bucket& to = s.buckets.try_emplace(g).first->second;
+      to.lower = f;
+      to.higher = from->higher;
+      if (from->higher != 0) s.buckets.find(from->higher)->second.lower = g;
+      from->higher = g;
     }
     Bucket& target = s.buckets.find(g)->second;
-    from->second.list.remove(n);
+    from->list.remove(n);
     target.list.push_front(n);
     n->set_tag(g);
     ++s.promotions;
-    if (from->second.list.empty()) drop_bucket(s, from);
+    if (from->list.empty()) drop_bucket(s, s.buckets.find(f));
   }
 
   void bucket_add(Shard& s, Node* n, std::uint32_t f) {
@@ -1017,6 +1064,7 @@ class AdvancedCache {
 
   // Removes a node entirely; its value goes to the graveyard.
   void remove(Shard& s, Node* n, Removal why, Graveyard& graveyard) const {
+    graveyard.reserve(graveyard.size() + 1);  // the only allocation: before anything changes
     const std::size_t before = s.bytes();
     unlink(s, n);
     if (n->deadline != no_deadline) {
@@ -1188,8 +1236,16 @@ class AdvancedCache {
   // many.
   std::size_t purge(std::int64_t at, bool all) const {
     std::size_t removed = 0;
-    const std::int64_t observed = next_deadline_.load(std::memory_order_relaxed);
+    // Taken down while the shards are scanned: a set meanwhile lowers it again, and what the
+    // scan finds is lowered into it at the end, so no deadline is ever lost.
+    const std::int64_t observed = next_deadline_.exchange(no_deadline, std::memory_order_relaxed);
     std::int64_t earliest = no_deadline;
+    std::int64_t restore_to = observed;  // if the scan throws
+    struct Restore {
+      const AdvancedCache* cache;
+      const std::int64_t* deadline;
+      ~Restore() { cache->lower_next_deadline(*deadline); }
+    } restore{this, &restore_to};
     for (std::size_t i = 0; i < shard_count_; ++i) {
       Shard& s = shards_[i];
       Graveyard graveyard;
@@ -1209,11 +1265,7 @@ class AdvancedCache {
       if (!s.expiry.empty()) earliest = std::min(earliest, s.expiry.begin()->first);
       publish(s);
     }
-    // A set that lowered the deadline meanwhile keeps its lower value.
-    std::int64_t expected = observed;
-    if (!next_deadline_.compare_exchange_strong(expected, earliest, std::memory_order_relaxed)) {
-      lower_next_deadline(earliest);
-    }
+    restore_to = earliest;
     return removed;
   }
 
@@ -1225,7 +1277,12 @@ class AdvancedCache {
         // The values it drops may be memlens objects: their counts change under the heap lock,
         // taken before any shard's, as by every thread that follows the heap-lock rule.
         HeapLock heap;
-        purge(now(), /*all=*/true);
+        try {
+          purge(now(), /*all=*/true);
+        } catch (...) {
+          // Out of memory, or the user's clock threw: the next round tries again; every call
+          // purges too.
+        }
       }
       lock.lock();
     }
@@ -1235,6 +1292,7 @@ class AdvancedCache {
   bool weak_;
   std::function<std::chrono::steady_clock::time_point()> clock_;
   std::size_t max_bytes_ = 0;
+  std::size_t first_overhead_ = 0;  // see the constructor
   std::size_t shard_count_ = 1;
   unsigned shard_shift_ = 64;
   [[no_unique_address]] Hash hash_;
