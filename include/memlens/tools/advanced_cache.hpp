@@ -97,7 +97,7 @@ struct CacheOptions {
  * A cache bounded by the memory its entries really occupy (seed exercise 14).
  *
  * An entry costs `sys::deep_sizeof(key) + sys::deep_sizeof(value)` plus the cache's own bytes
- * for it (its node, its share of the hash table, its place in the expiry index), all counted
+ * for it (its node, its slots in the index, its place in the expiry index), all counted
  * as allocated, so `current_memory_usage()` is what a tracer sees the cache holding. When a
  * call returns, the usage is within `max_memory_mb`: a set evicts what it must first, by the
  * policy; a value larger than the whole limit is refused with ValueError.
