@@ -134,30 +134,10 @@ const std::string& load_note() {
 // ---------------------------------------------------------------------------------------------
 // The typical C++ LRU, with an allocator so that its bytes can be counted.
 
-/// Adds what it hands out to a counter and subtracts what comes back: the bytes the containers
-/// ask for, as AdvancedCache counts its own.
+/// The same counting allocator AdvancedCache's containers use: the bytes the containers ask
+/// for, counted alike on both sides.
 template <class T>
-struct CountingAllocator {
-  using value_type = T;
-  std::size_t* bytes;
-
-  explicit CountingAllocator(std::size_t* counter) noexcept : bytes(counter) {}
-  template <class U>
-  CountingAllocator(const CountingAllocator<U>& other) noexcept : bytes(other.bytes) {}
-
-  T* allocate(std::size_t n) {
-    *bytes += n * sizeof(T);
-    return std::allocator<T>{}.allocate(n);
-  }
-  void deallocate(T* p, std::size_t n) noexcept {
-    *bytes -= n * sizeof(T);
-    std::allocator<T>{}.deallocate(p, n);
-  }
-  template <class U>
-  friend bool operator==(const CountingAllocator& a, const CountingAllocator<U>& b) noexcept {
-    return a.bytes == b.bytes;
-  }
-};
+using CountingAllocator = memlens::detail::cache::Counting<T>;
 
 /// What a C++ programmer writes when asked for a thread-safe LRU cache of `capacity` entries.
 template <template <class> class Allocator = std::allocator>
