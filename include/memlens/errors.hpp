@@ -31,4 +31,10 @@ class TypeError : public Error {
   using Error::Error;
 };
 
+/// A wait ran out of time: ObjectPool::acquire found no object free within its timeout.
+class TimeoutError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace memlens
