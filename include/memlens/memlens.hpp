@@ -20,5 +20,7 @@
 #include "memlens/tools/memory_leak_detector.hpp"
 #include "memlens/tools/memory_profiler.hpp"
 #include "memlens/tools/memory_tracker.hpp"
+#include "memlens/tools/object_pool.hpp"
 #include "memlens/tools/ttl_weak_cache.hpp"
 #include "memlens/tools/weak_cache.hpp"
+#include "memlens/tools/weak_event_system.hpp"

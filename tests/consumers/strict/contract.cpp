@@ -4,6 +4,7 @@
 // exits 0 only if what it checks at run time holds.
 #include <unistd.h>
 
+#include <any>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -402,6 +403,72 @@ void caches() {
   expect(refused, "use_weak_refs needs Ref values");
 }
 
+void pool() {
+  struct Connection {
+    bool connected = true;
+  };
+  memlens::PoolOptions<Connection> options;
+  options.health_check = [](const Connection& c) { return c.connected; };
+  options.validate_on_acquire = true;
+  options.validate_on_release = false;
+  options.idle_timeout = std::chrono::milliseconds(1000);
+  memlens::ObjectPool<Connection> pool([] { return std::make_unique<Connection>(); }, 1, 2,
+                                       options);
+  memlens::Lease<Connection> lease = pool.acquire(std::chrono::milliseconds(10));
+  expect(lease->connected && (*lease).connected && lease.get() != nullptr, "Lease");
+  std::optional<memlens::Lease<Connection>> second = pool.try_acquire();
+  expect(second.has_value() && !pool.try_acquire(), "ObjectPool::try_acquire");
+  bool timed_out = false;
+  try {
+    pool.acquire(std::chrono::milliseconds(1));
+  } catch (const memlens::TimeoutError&) {
+    timed_out = true;
+  }
+  expect(timed_out, "TimeoutError");
+  second->invalidate();
+  second.reset();
+  pool.release(std::move(lease));
+  expect(pool.health_check(Connection{}) && pool.shrink() == 0, "health_check and shrink");
+  const memlens::PoolStats stats = pool.stats();
+  expect(stats.size == 1 && stats.idle == 1 && stats.in_use == 0 && stats.created == 2 &&
+             stats.destroyed == 1 && stats.acquires == 2 && stats.waits == 1 &&
+             stats.timeouts == 1 && stats.failed_health_checks == 0,
+         "PoolStats");
+  bool refused = false;
+  try {
+    memlens::ObjectPool<Connection> bad([] { return std::make_unique<Connection>(); }, 3, 2);
+  } catch (const memlens::ValueError&) {
+    refused = true;
+  }
+  expect(refused, "min_size > max_size");
+}
+
+struct Subscriber : memlens::Object {
+  int received = 0;
+  void handle(const std::any& event) { received += std::any_cast<int>(event); }
+};
+
+void on_event(const std::any&) {}
+
+void events() {
+  memlens::WeakEventSystem<> events;
+  auto listener = memlens::make<Subscriber>();
+  auto owner = memlens::make<Subscriber>();
+  const memlens::SubscriptionId id =
+      events.subscribe("update", listener, &Subscriber::handle, 1,
+                       memlens::WeakEventSystem<>::Filter([](const std::any&) { return true; }));
+  events.subscribe("update", memlens::WeakMethod(owner, &Subscriber::handle));
+  events.subscribe("update", &on_event, 0);
+  events.subscribe("update", owner, [](Subscriber& self, const std::any&) { self.received += 10; });
+  expect(events.publish("update", std::any(2)) == 4 && listener->received == 2 &&
+             owner->received == 12,
+         "WeakEventSystem::publish");
+  expect(events.listener_count("update") == 4, "listener_count");
+  expect(events.unsubscribe("update", id) && !events.unsubscribe("update", id), "unsubscribe");
+  owner = nullptr;
+  expect(events.cleanup() == 2 && events.listener_count("update") == 1, "cleanup");
+}
+
 int main() {
   object_model();
   sys();
@@ -412,5 +479,7 @@ int main() {
   leaks();
   profiling();
   caches();
+  pool();
+  events();
   return failures == 0 ? 0 : 1;
 }
