@@ -46,7 +46,7 @@ memlens::PoolOptions<Connection> options(Clock& clock) {
 
 using test_e10::Connection;
 
-TEST_CASE("e10: the seed's example: acquire, use, release", "[exercise][e10]") {
+TEST_CASE("e10: the seed's example: acquire then use then release", "[exercise][e10]") {
   test_e10::Clock clock;
   memlens::ObjectPool<Connection> pool([] { return std::make_unique<Connection>(); }, 3, 10,
                                        test_e10::options(clock));
@@ -62,7 +62,7 @@ TEST_CASE("e10: the seed's example: acquire, use, release", "[exercise][e10]") {
   CHECK(pool.acquire()->queries == 1);  // the same connection, reused
 }
 
-TEST_CASE("e10: the pool grows when every object is in use, up to max_size", "[exercise][e10]") {
+TEST_CASE("e10: the pool grows when every object is in use up to max_size", "[exercise][e10]") {
   test_e10::Clock clock;
   memlens::ObjectPool<Connection> pool([] { return std::make_unique<Connection>(); }, 3, 10,
                                        test_e10::options(clock));

@@ -34,7 +34,7 @@ struct Listener : memlens::Object {
 using test_e13::Data;
 using test_e13::Listener;
 
-TEST_CASE("e13: the seed's example: a listener that dies is not called, and nothing is raised",
+TEST_CASE("e13: the seed's example: a listener that dies is not called and nothing is raised",
           "[exercise][e13]") {
   std::vector<std::string> log;
   memlens::WeakEventSystem<> events;

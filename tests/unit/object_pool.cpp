@@ -107,7 +107,7 @@ TEST_CASE("ObjectPool: min_size objects exist from the start and are reused", "[
   CHECK(maker.made == 3);
 }
 
-TEST_CASE("ObjectPool: grows while every object is out, up to max_size", "[tools][pool]") {
+TEST_CASE("ObjectPool: grows while every object is out up to max_size", "[tools][pool]") {
   Maker maker;
   ObjectPool<Resource> pool(maker.factory(), 1, 3);
   std::vector<Lease<Resource>> leases;
@@ -161,6 +161,7 @@ TEST_CASE("ObjectPool: a failing health check on acquire destroys the object and
   CHECK(s.failed_health_checks == 1);
   CHECK(s.destroyed == 1);
   CHECK(s.size == 1);
+  CHECK(s.acquires == 2);  // the object that failed was never handed out
   CHECK(maker.alive == 1);
   CHECK(pool.health_check(*lease));
 }
@@ -261,6 +262,26 @@ TEST_CASE("ObjectPool: a factory that throws leaves the counts right and wakes a
   CHECK(s.in_use == 1);
 }
 
+TEST_CASE("ObjectPool: a clock that throws while an object is made leaves the counts right",
+          "[tools][pool]") {
+  Maker maker;
+  std::atomic<bool> broken{false};
+  PoolOptions<Resource> options;
+  options.clock = [&] {
+    if (broken) throw std::runtime_error("clock failed");
+    return memlens::PoolClock::time_point{};
+  };
+  ObjectPool<Resource> pool(maker.factory(), 1, 2, options);
+  auto first = pool.acquire();
+  broken = true;
+  REQUIRE_THROWS_WITH(pool.acquire(), "clock failed");
+  CHECK(pool.stats().size == 1);
+  CHECK(maker.alive == 1);
+  broken = false;
+  auto second = pool.acquire(std::chrono::seconds(10));  // the slot the failure reserved is free
+  CHECK(pool.stats().size == 2);
+}
+
 TEST_CASE("ObjectPool: shrink destroys objects idle for idle_timeout beyond min_size",
           "[tools][pool]") {
   Maker maker;
@@ -291,7 +312,7 @@ TEST_CASE("ObjectPool: shrink destroys objects idle for idle_timeout beyond min_
   CHECK(pool.shrink() == 0);  // never below min_size
 }
 
-TEST_CASE("ObjectPool: max_lifetime retires old objects, idle or on lease, and refills",
+TEST_CASE("ObjectPool: max_lifetime retires old objects idle or on lease and refills",
           "[tools][pool]") {
   Maker maker;
   ManualClock clock;
@@ -349,7 +370,7 @@ TEST_CASE("ObjectPool: the evictor thread shrinks and checks without being calle
   CHECK(maker.alive == 1);
 }
 
-TEST_CASE("ObjectPool: a lease held past leak_threshold is reported once, with where it was "
+TEST_CASE("ObjectPool: a lease held past leak_threshold is reported once with where it was "
           "acquired",
           "[tools][pool]") {
   Maker maker;
@@ -380,7 +401,7 @@ TEST_CASE("ObjectPool: a lease held past leak_threshold is reported once, with w
   CHECK(leaks.size() == 1);  // once
 }
 
-TEST_CASE("ObjectPool: destroyed while leases are out, the leases stay valid", "[tools][pool]") {
+TEST_CASE("ObjectPool: destroyed while leases are out the leases stay valid", "[tools][pool]") {
   Maker maker;
   std::optional<Lease<Resource>> survivor;
   {
@@ -392,6 +413,39 @@ TEST_CASE("ObjectPool: destroyed while leases are out, the leases stay valid", "
   (*survivor)->id += 100;   // still usable (ASan would see a use after free)
   survivor.reset();
   CHECK(maker.alive == 0);
+}
+
+TEST_CASE("ObjectPool: a pool destroyed while a lease ends on another thread",
+          "[tools][pool][threads]") {
+  // The object's destructor runs inside the release; it holds the release open until the pool
+  // is being destroyed on the main thread, which must wait for it before freeing its state
+  // (ASan sees the use after free otherwise).
+  std::atomic<bool> in_destructor{false}, destroying{false};
+  struct Slow {
+    Slow(std::atomic<bool>* i, std::atomic<bool>* d) : in_destructor(i), destroying(d) {}
+    Slow(const Slow&) = delete;
+    Slow& operator=(const Slow&) = delete;
+    std::atomic<bool>* in_destructor;
+    std::atomic<bool>* destroying;
+    ~Slow() {
+      *in_destructor = true;
+      while (!*destroying) std::this_thread::yield();
+      for (int i = 0; i < 1000; ++i) std::this_thread::yield();  // widens a broken window
+    }
+  };
+  auto* pool = new ObjectPool<Slow>(
+      [&] { return std::make_unique<Slow>(&in_destructor, &destroying); }, 0, 2);
+  auto ending = pool->acquire();
+  auto kept = pool->acquire();
+  ending.invalidate();
+  std::thread releaser([&] { ending = Lease<Slow>(); });
+  while (!in_destructor) std::this_thread::yield();
+  in_destructor = false;  // `kept`'s object will run the destructor again
+  destroying = true;
+  delete pool;
+  releaser.join();
+  kept = Lease<Slow>();  // the last lease frees the pool's state
+  CHECK(in_destructor);
 }
 
 TEST_CASE("ObjectPool: release takes a lease of this pool only", "[tools][pool]") {

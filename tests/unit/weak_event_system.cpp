@@ -55,7 +55,7 @@ TEST_CASE("WeakEventSystem: a listener is held weakly and dropped when it dies",
   CHECK(events.publish("nobody listens", 1) == 0);
 }
 
-TEST_CASE("WeakEventSystem: higher priority first, ties in subscription order, filters",
+TEST_CASE("WeakEventSystem: higher priority first and ties in subscription order and filters",
           "[tools][events]") {
   std::vector<std::string> log;
   WeakEventSystem<int> events;
@@ -76,7 +76,7 @@ TEST_CASE("WeakEventSystem: higher priority first, ties in subscription order, f
   CHECK(log == std::vector<std::string>{"high:2", "mid1:2", "mid2:2", "even:2", "low:2"});
 }
 
-TEST_CASE("WeakEventSystem: WeakMethods, free functions and callables tied to an owner",
+TEST_CASE("WeakEventSystem: WeakMethods and free functions and callables tied to an owner",
           "[tools][events]") {
   std::vector<std::string> log;
   test_events::free_log = &log;
@@ -97,8 +97,8 @@ TEST_CASE("WeakEventSystem: WeakMethods, free functions and callables tied to an
   CHECK(events.listener_count("e") == 1);
 }
 
-TEST_CASE("WeakEventSystem: a callable holding a Ref to its owner keeps it alive, the safe form "
-          "does not",
+TEST_CASE("WeakEventSystem: a callable holding a Ref to its owner keeps it alive but the safe "
+          "form does not",
           "[tools][events]") {
   std::vector<std::string> log;
   WeakEventSystem<int> events;
@@ -130,7 +130,7 @@ TEST_CASE("WeakEventSystem: unsubscribe ends a subscription once", "[tools][even
   CHECK_FALSE(events.unsubscribe("e", ib));  // its listener died: nothing live to end
 }
 
-TEST_CASE("WeakEventSystem: listeners may subscribe, unsubscribe and publish from a callback",
+TEST_CASE("WeakEventSystem: listeners may subscribe and unsubscribe and publish from a callback",
           "[tools][events]") {
   std::vector<std::string> log;
   WeakEventSystem<int> events;
@@ -161,6 +161,53 @@ TEST_CASE("WeakEventSystem: listeners may subscribe, unsubscribe and publish fro
   CHECK(events.listener_count("e") == 1);
 }
 
+TEST_CASE("WeakEventSystem: a filter that unsubscribes its own listener keeps it from being called",
+          "[tools][events]") {
+  std::vector<std::string> log;
+  WeakEventSystem<int> events;
+  auto a = memlens::make<Recorder>(&log, "a");
+  SubscriptionId id{};
+  id = events.subscribe("e", a, &Recorder::handle, 0, [&](const int&) {
+    events.unsubscribe("e", id);
+    return true;
+  });
+  CHECK(events.publish("e", 1) == 0);
+  CHECK(log.empty());
+  CHECK(events.listener_count("e") == 0);
+}
+
+TEST_CASE("WeakEventSystem: a callable whose destruction calls the system back", "[tools][events]") {
+  // Erasing a subscription destroys its callable; here that runs code which reads the same
+  // channel and subscribes to a new one, while the erase would be half done.
+  std::vector<std::string> log;
+  WeakEventSystem<int> events;
+  struct CallsBack {
+    WeakEventSystem<int>* events = nullptr;
+    std::vector<std::string>* log = nullptr;
+    memlens::Ref<Recorder> other;
+    ~CallsBack() {
+      if (events == nullptr) return;
+      log->push_back("live: " + std::to_string(events->listener_count("e")));
+      events->subscribe("new", other, &Recorder::handle);
+    }
+  };
+  auto owner = memlens::make<Recorder>(&log, "owner");
+  auto b = memlens::make<Recorder>(&log, "b");
+  auto hook = std::make_shared<CallsBack>();
+  hook->events = &events;
+  hook->log = &log;
+  hook->other = b;
+  const SubscriptionId id =
+      events.subscribe("e", owner, [hook](Recorder&, const int&) {});
+  hook.reset();  // the subscription's callable holds the last reference
+  events.subscribe("e", b, &Recorder::handle);
+  events.subscribe("e", memlens::make<Recorder>(&log, "c"), &Recorder::handle);
+  CHECK(events.unsubscribe("e", id));
+  CHECK(log == std::vector<std::string>{"live: 1"});
+  CHECK(events.listener_count("new") == 1);
+  CHECK(events.publish("e", 3) == 1);
+}
+
 TEST_CASE("WeakEventSystem: a listener that throws is reported and the others still run",
           "[tools][events]") {
   test_events::HookGuard guard;
@@ -187,7 +234,7 @@ TEST_CASE("WeakEventSystem: a listener that throws is reported and the others st
   CHECK(reports[2] == "Exception ignored in WeakEventSystem filter for 'e': bad filter");
 }
 
-TEST_CASE("WeakEventSystem: dead listeners are purged on subscribe, publish and cleanup",
+TEST_CASE("WeakEventSystem: dead listeners are purged on subscribe and publish and cleanup",
           "[tools][events]") {
   std::vector<std::string> log;
   WeakEventSystem<int> events;
@@ -222,7 +269,7 @@ TEST_CASE("WeakEventSystem: bad subscriptions are refused", "[tools][events]") {
   CHECK(events.listener_count("e") == 0);
 }
 
-TEST_CASE("WeakEventSystem: std::any events, the seed's default", "[tools][events]") {
+TEST_CASE("WeakEventSystem: std::any events as the seed has them", "[tools][events]") {
   struct Listener : memlens::Object {
     int received = 0;
     void handle(const std::any& data) { received = std::any_cast<int>(data); }
@@ -252,7 +299,7 @@ TEST_CASE("WeakEventSystem: members called while holding HeapLock do not deadloc
   CHECK(log.size() == 4);
 }
 
-TEST_CASE("WeakEventSystem: once unsubscribe returns, a publish running on another thread "
+TEST_CASE("WeakEventSystem: once unsubscribe returns a publish running on another thread "
           "calls that listener no more",
           "[tools][events][threads]") {
   WeakEventSystem<int> events;
@@ -292,7 +339,7 @@ TEST_CASE("WeakEventSystem: once unsubscribe returns, a publish running on anoth
   slow = watched = nullptr;
 }
 
-TEST_CASE("WeakEventSystem: publishers, subscribers and dying listeners on four threads",
+TEST_CASE("WeakEventSystem: publishers and subscribers and dying listeners on three threads",
           "[tools][events][threads]") {
   WeakEventSystem<int> events;
   std::atomic<int> calls{0}, violations{0}, failed_unsubscribes{0};

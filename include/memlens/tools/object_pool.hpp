@@ -103,6 +103,8 @@ struct alignas(64) Slot {
   std::unique_ptr<T> object;              // owned by whoever moved `state` away from idle/empty
   std::atomic<std::uint64_t> uses{0};     // leases handed out; bumped by the slot's holder only
   bool broken = false;                    // Lease::invalidate(); the holder's
+  // Set by a release from its first step to its last: a pool being destroyed waits for it.
+  std::atomic<bool> releasing{false};
   // Under the pool's mutex:
   std::uint64_t seen_uses = 0;            // `uses` when a pass first saw the object idle
   bool noted = false;                     // idle_since is valid
@@ -154,6 +156,7 @@ struct Core {
   std::size_t size = 0;               // non-empty slots
   std::size_t cursor = 0;             // where the next scan starts
   bool closed = false;
+  bool swept = false;                 // closed, and no release of before is still running
   std::size_t outstanding = 0;        // leases out when the pool closed
   std::uint64_t created = 0, destroyed = 0, waits = 0, timeouts = 0, failed_checks = 0,
                 leaks = 0;
@@ -184,43 +187,53 @@ struct Core {
 
   // A slot just moved to in_use: counts the lease, validates and tracks it. False (the
   // object destroyed) if it failed its check; a check that throws destroys it and throws.
+  // (An acquire runs while the pool lives, so its discard is never the last lease's.)
   bool accept(Slot* slot, bool fresh) {
-    slot->uses.store(slot->uses.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     slot->broken = false;
     if (validate_acquire) {
       bool ok = false;
       try {
         ok = healthy(*slot->object);
       } catch (...) {
-        discard(slot, true);
+        (void)discard(slot, true);
         throw;
       }
       if (!ok) {
-        discard(slot, true);
+        (void)discard(slot, true);
         if (fresh) {
           throw Error("ObjectPool: a newly created object failed its health check");
         }
         return false;
       }
     }
+    slot->uses.store(slot->uses.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     if (tracking) track(slot);
     return true;
   }
 
-  void track(Slot* slot) {
+  // Records when and where a lease began. Never throws: a lease it cannot record (no memory
+  // for the stack, a clock that throws) is handed out untracked.
+  void track(Slot* slot) noexcept {
     std::uintptr_t pcs[64];
     std::uint16_t total = 0;
     const int n = detail::trace::unwind_frames(pcs, 64, &total);
-    const auto at = now();
-    std::lock_guard lock(mutex);
-    slot->acquired_stack.assign(pcs, pcs + n);
-    slot->acquired_at = at;
-    slot->tracked = true;
-    slot->leak_reported = false;
+    try {
+      const auto at = now();
+      std::lock_guard lock(mutex);
+      slot->acquired_stack.assign(pcs, pcs + n);
+      slot->acquired_at = at;
+      slot->tracked = true;
+      slot->leak_reported = false;
+    } catch (...) {
+      std::lock_guard lock(mutex);
+      slot->tracked = false;
+    }
   }
 
   // Destroys the object of a slot its caller holds (in_use or busy) and frees the slot.
-  void discard(Slot* slot, bool failed_check) noexcept {
+  // Returns whether the caller must delete this state: the pool is gone and this was its
+  // last lease (see close()).
+  [[nodiscard]] bool discard(Slot* slot, bool failed_check) noexcept {
     std::unique_ptr<T> doomed;
     bool last = false;
     {
@@ -231,61 +244,72 @@ struct Core {
       if (failed_check) ++failed_checks;
       ++destroyed;
       --size;
-      if (closed) last = --outstanding == 0;
+      if (closed) last = --outstanding == 0 && swept;
       slot->state.store(detail::object_pool::empty, std::memory_order_release);
+      available.notify_one();  // room to create one
     }
-    available.notify_one();  // room to create one
-    doomed.reset();
+    return last;
+  }
+
+  // A lease ends. The slot is marked `releasing` from the first step to the last, so that a
+  // pool destroyed meanwhile on another thread waits before freeing this state.
+  void release(Slot* slot) noexcept {
+    slot->releasing.store(true, std::memory_order_relaxed);
+    bool last = false;
+    if (slot->broken) {
+      last = discard(slot, false);
+    } else if (validate_release && !healthy_on_release(*slot)) {
+      last = discard(slot, true);
+    } else {
+      if (tracking) {
+        std::lock_guard lock(mutex);
+        slot->tracked = false;
+      }
+      auto& cached = detail::object_pool::thread_cache[cache_way];
+      cached.pool = id;
+      cached.slot = slot;
+      // seq_cst on both: a waiter increments `attention` then scans, so either it sees this
+      // slot idle or this release sees it waiting.
+      std::uint32_t expected = detail::object_pool::in_use;
+      if (!slot->state.compare_exchange_strong(expected, detail::object_pool::idle))
+          [[unlikely]] {
+        // Retiring (past max_lifetime): destroyed, never idle for anyone to take.
+        slot->state.store(detail::object_pool::busy, std::memory_order_relaxed);
+        last = discard(slot, false);
+      } else if (attention.load() != 0) [[unlikely]] {
+        last = release_slow(slot);
+      }
+    }
+    slot->releasing.store(false, std::memory_order_release);
     if (last) delete this;
   }
 
-  // A lease ends.
-  void release(Slot* slot) noexcept {
-    if (slot->broken) {
-      discard(slot, false);
-      return;
+  bool healthy_on_release(const Slot& slot) noexcept {
+    if ((attention.load(std::memory_order_relaxed) & detail::object_pool::closed_bit) != 0) {
+      return true;  // the pool is gone: the object is destroyed anyway
     }
-    if (validate_release && (attention.load(std::memory_order_relaxed) &
-                             detail::object_pool::closed_bit) == 0) {
-      bool ok = false;
-      try {
-        ok = healthy(*slot->object);
-      } catch (...) {
-        detail::report_unraisable("Exception ignored in ObjectPool health check on release",
-                                  std::current_exception(), nullptr);
-      }
-      if (!ok) {
-        discard(slot, true);
-        return;
-      }
-    }
-    if (tracking) {
-      std::lock_guard lock(mutex);
-      slot->tracked = false;
-    }
-    auto& cached = detail::object_pool::thread_cache[cache_way];
-    cached.pool = id;
-    cached.slot = slot;
-    // seq_cst on both: a waiter increments `attention` then scans, so either it sees this
-    // slot idle or this release sees it waiting.
-    const std::uint32_t was = slot->state.exchange(detail::object_pool::idle);
-    if (was != detail::object_pool::in_use || attention.load() != 0) [[unlikely]] {
-      release_slow(slot, was);
+    try {
+      return healthy(*slot.object);
+    } catch (...) {
+      detail::report_unraisable("Exception ignored in ObjectPool health check on release",
+                                std::current_exception(), nullptr);
+      return false;
     }
   }
 
-  void release_slow(Slot* slot, std::uint32_t was) noexcept {
+  // After a release that found someone waiting, or the pool closed.
+  [[nodiscard]] bool release_slow(Slot* slot) noexcept {
     std::unique_lock lock(mutex);
-    if (closed || was == detail::object_pool::retiring) {
-      std::uint32_t expected = detail::object_pool::idle;
-      if (slot->state.compare_exchange_strong(expected, detail::object_pool::busy)) {
-        lock.unlock();
-        discard(slot, false);
-        return;
-      }
+    if (!closed) {
+      available.notify_one();
+      return false;
+    }
+    std::uint32_t expected = detail::object_pool::idle;
+    if (!slot->state.compare_exchange_strong(expected, detail::object_pool::busy)) {
+      return false;  // close() took it, seeing it idle: it was not counted as out
     }
     lock.unlock();
-    available.notify_one();
+    return discard(slot, false);
   }
 
   // An idle slot, taken (in_use), or nullptr; with the mutex held.
@@ -318,27 +342,29 @@ struct Core {
     return &slots.back();
   }
 
-  // Calls the factory for a reserved slot, the mutex released; on failure frees the slot.
-  void create(Slot* slot) {
+  // Calls the factory for a reserved slot, the mutex released, and gives the slot `state`
+  // under the mutex (so that a waiter's scan sees it or is woken); on failure frees the slot.
+  void create(Slot* slot, std::uint32_t state) {
     std::unique_ptr<T> object;
+    PoolClock::time_point at{};
     try {
       object = factory();
       if (!object) throw Error("ObjectPool: the factory returned a null pointer");
+      at = now();
     } catch (...) {
-      {
-        std::lock_guard lock(mutex);
-        slot->state.store(detail::object_pool::empty, std::memory_order_relaxed);
-        --size;
-      }
+      std::lock_guard lock(mutex);
+      slot->state.store(detail::object_pool::empty, std::memory_order_relaxed);
+      --size;
       available.notify_one();  // a waiter may create one instead
       throw;
     }
-    const auto at = now();
     std::lock_guard lock(mutex);
     slot->object = std::move(object);
     slot->created = at;
     slot->noted = false;
     ++created;
+    slot->state.store(state, std::memory_order_release);
+    if (state == detail::object_pool::idle) available.notify_one();
   }
 
   Slot* acquire_slow(bool wait, std::optional<std::chrono::milliseconds> timeout) {
@@ -356,8 +382,7 @@ struct Core {
       if (size < max_size) {
         Slot* slot = reserve();
         lock.unlock();
-        create(slot);  // throws with the slot freed
-        slot->state.store(detail::object_pool::in_use, std::memory_order_release);
+        create(slot, detail::object_pool::in_use);  // throws with the slot freed
         if (accept(slot, true)) return slot;
         lock.lock();
         continue;
@@ -409,9 +434,7 @@ struct Core {
         if (size >= min_size || closed) return;
         slot = reserve();
       }
-      create(slot);
-      slot->state.store(detail::object_pool::idle, std::memory_order_release);
-      available.notify_one();
+      create(slot, detail::object_pool::idle);
     }
   }
 
@@ -422,6 +445,10 @@ struct Core {
     std::vector<std::pair<std::chrono::milliseconds, std::vector<std::uintptr_t>>> leaked;
     {
       std::lock_guard lock(mutex);
+      // Room for every slot first: nothing below may fail once slots are marked busy.
+      doomed.reserve(slots.size());
+      to_check.reserve(slots.size());
+      leaked.reserve(slots.size());
       std::size_t alive = size;
       auto doom = [&](Slot& slot) {
         doomed.push_back(std::move(slot.object));
@@ -438,12 +465,17 @@ struct Core {
           if (options.max_lifetime && at - slot.created >= *options.max_lifetime) {
             slot.state.compare_exchange_strong(state, detail::object_pool::retiring);
           }
-          if (slot.tracked && !slot.leak_reported && at - slot.acquired_at >= *options.leak_threshold) {
-            slot.leak_reported = true;
-            ++leaks;
-            leaked.emplace_back(
-                std::chrono::duration_cast<std::chrono::milliseconds>(at - slot.acquired_at),
-                slot.acquired_stack);
+          if (slot.tracked && !slot.leak_reported &&
+              at - slot.acquired_at >= *options.leak_threshold) {
+            try {
+              leaked.emplace_back(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(at - slot.acquired_at),
+                  slot.acquired_stack);
+              slot.leak_reported = true;
+              ++leaks;
+            } catch (...) {
+              // No memory for the report now: the next pass tries again.
+            }
           }
           continue;
         }
@@ -557,8 +589,9 @@ struct Core {
     }
   }
 
-  // The ObjectPool is being destroyed: idle objects go now, the rest as their leases end,
-  // and the last of those deletes the core.
+  // The ObjectPool is being destroyed: idle objects go now, the rest as their leases end, and
+  // the last of those deletes the state. Releases already under way on other threads are
+  // waited for first: until `swept`, no lease deletes the state.
   void close() noexcept {
     if (evictor.joinable()) {
       {
@@ -569,9 +602,9 @@ struct Core {
       evictor.join();
     }
     std::vector<std::unique_ptr<T>> doomed;
-    bool last = false;
     {
       std::lock_guard lock(mutex);
+      doomed.reserve(slots.size());
       closed = true;
       attention.fetch_or(detail::object_pool::closed_bit);
       for (auto& slot : slots) {
@@ -584,9 +617,23 @@ struct Core {
           ++outstanding;
         }
       }
-      last = outstanding == 0;
     }
     doomed.clear();
+    bool last = false;
+    for (;;) {
+      {
+        std::lock_guard lock(mutex);
+        const bool releasing = std::any_of(slots.begin(), slots.end(), [](const Slot& slot) {
+          return slot.releasing.load(std::memory_order_acquire);
+        });
+        if (!releasing) {
+          swept = true;
+          last = outstanding == 0;
+          break;
+        }
+      }
+      std::this_thread::yield();  // a release on another thread is finishing
+    }
     if (last) delete this;
   }
 };

@@ -151,6 +151,7 @@ class WeakEventSystem {
   SubscriptionId subscribe(std::string event_type, const Ref<T>& owner, F callable,
                            int priority = 0, Filter filter = {}) {
     HeapLock lock;
+    Burial burial(*this);
     if (!owner) {
       throw ValueError("WeakEventSystem: cannot subscribe a null listener to '" + event_type +
                        "'");
@@ -165,6 +166,7 @@ class WeakEventSystem {
   SubscriptionId subscribe(std::string event_type, WeakMethod<T, M> method, int priority = 0,
                            Filter filter = {}) {
     HeapLock lock;
+    Burial burial(*this);
     if (!method.alive()) {
       throw ValueError("WeakEventSystem: cannot subscribe a dead WeakMethod to '" + event_type +
                        "'");
@@ -178,6 +180,7 @@ class WeakEventSystem {
   SubscriptionId subscribe(std::string event_type, FreeFunction function, int priority = 0,
                            Filter filter = {}) {
     HeapLock lock;
+    Burial burial(*this);
     if (function == nullptr) {
       throw ValueError("WeakEventSystem: cannot subscribe a null function to '" + event_type +
                        "'");
@@ -189,6 +192,7 @@ class WeakEventSystem {
   /// Ends a subscription; whether it was live (false: unknown, ended, or its listener died).
   bool unsubscribe(std::string_view event_type, SubscriptionId id) {
     HeapLock lock;
+    Burial burial(*this);
     auto it = channels_.find(event_type);
     if (it == channels_.end()) return false;
     Channel& c = it->second;
@@ -207,6 +211,7 @@ class WeakEventSystem {
   /// Calls the live listeners of `event_type` with `event`; returns how many were called.
   std::size_t publish(std::string_view event_type, const Event& event) {
     HeapLock lock;
+    Burial burial(*this);
     auto it = channels_.find(event_type);
     if (it == channels_.end()) return 0;
     Channel& c = it->second;
@@ -221,7 +226,7 @@ class WeakEventSystem {
         try {
           self->settle_if_idle(channel);
         } catch (...) {
-          // Out of memory merging new subscriptions: they stay pending until the next call.
+          // Out of memory reserving room: nothing was moved; it settles at the next call.
         }
       }
     } depth(this, c);
@@ -240,6 +245,7 @@ class WeakEventSystem {
         report(event_type, "filter");
         continue;
       }
+      if (e.removed) continue;  // the filter unsubscribed it
       try {
         if (e.listener->call(event)) {
           ++called;
@@ -257,6 +263,7 @@ class WeakEventSystem {
   /// Drops the subscriptions whose listeners died; returns how many.
   std::size_t cleanup() {
     HeapLock lock;
+    Burial burial(*this);
     std::size_t dropped = 0;
     for (auto it = channels_.begin(); it != channels_.end();) {
       Channel& c = it->second;
@@ -281,6 +288,7 @@ class WeakEventSystem {
   /// The live listeners of `event_type` (the dead ones found are dropped).
   std::size_t listener_count(std::string_view event_type) {
     HeapLock lock;
+    Burial burial(*this);
     auto it = channels_.find(event_type);
     if (it == channels_.end()) return 0;
     Channel& c = it->second;
@@ -358,21 +366,46 @@ class WeakEventSystem {
 
   // Erases what was removed and merges the pending subscriptions, unless a publish of the
   // channel is running (its loop indexes the entries).
+  // Removed entries go to the graveyard, not to their destructors: those run user code (a
+  // callable's captures) that may call this system, which must not find a vector half erased.
+  // Capacity is reserved first; the moves after it cannot throw, so nothing is lost.
   void settle_if_idle(Channel& c) {
     if (c.depth != 0) return;
+    graveyard_.reserve(graveyard_.size() + c.removed);
+    c.entries.reserve(c.entries.size() + c.pending.size());
     if (c.removed != 0) {
-      std::erase_if(c.entries, [](const Entry& e) { return e.removed; });
-      std::erase_if(c.pending, [](const Entry& e) { return e.removed; });
+      for (auto* list : {&c.entries, &c.pending}) {
+        for (auto& e : *list) {
+          if (e.removed) graveyard_.push_back(std::move(e));
+        }
+        std::erase_if(*list, [](const Entry& e) { return e.removed; });
+      }
       c.removed = 0;
     }
-    if (!c.pending.empty()) {
-      auto pending = std::move(c.pending);
-      c.pending.clear();
-      for (auto& e : pending) insert(c.entries, std::move(e));
-    }
+    for (auto& e : c.pending) insert(c.entries, std::move(e));
+    c.pending.clear();
   }
 
+  // Destroys what the member it guards erased, when that member is done with every channel.
+  class Burial {
+   public:
+    explicit Burial(WeakEventSystem& system) noexcept : system_(system) {}
+    Burial(const Burial&) = delete;
+    Burial& operator=(const Burial&) = delete;
+    ~Burial() {
+      // A destructor that calls back may bury more: until none is left.
+      while (!system_.graveyard_.empty()) {
+        std::vector<Entry> dead = std::move(system_.graveyard_);
+        system_.graveyard_.clear();
+      }
+    }
+
+   private:
+    WeakEventSystem& system_;
+  };
+
   std::unordered_map<std::string, Channel, detail::events::StringHash, std::equal_to<>> channels_;
+  std::vector<Entry> graveyard_;  // erased, to be destroyed (see Burial)
   std::uint64_t next_id_ = 1;
 };
 
