@@ -438,6 +438,16 @@ struct Core {
     }
   }
 
+  // A pass's removal of an object it holds busy, with the mutex held and room reserved in
+  // `doomed` (the object is destroyed there, after the lock is released).
+  void bury(Slot& slot, std::vector<std::unique_ptr<T>>& doomed) noexcept {
+    doomed.push_back(std::move(slot.object));
+    slot.noted = false;
+    slot.state.store(detail::object_pool::empty, std::memory_order_release);
+    ++destroyed;
+    --size;
+  }
+
   std::size_t pass(bool full) {
     const auto at = now();
     std::vector<std::unique_ptr<T>> doomed;
@@ -451,11 +461,7 @@ struct Core {
       leaked.reserve(slots.size());
       std::size_t alive = size;
       auto doom = [&](Slot& slot) {
-        doomed.push_back(std::move(slot.object));
-        slot.noted = false;
-        slot.state.store(detail::object_pool::empty, std::memory_order_release);
-        ++destroyed;
-        --size;
+        bury(slot, doomed);
         --alive;
       };
       for (auto& slot : slots) {
@@ -514,12 +520,8 @@ struct Core {
       if (ok) {
         slot->state.store(detail::object_pool::idle, std::memory_order_release);
       } else {
-        doomed.push_back(std::move(slot->object));
-        slot->noted = false;
-        slot->state.store(detail::object_pool::empty, std::memory_order_release);
-        ++destroyed;
+        bury(*slot, doomed);
         ++failed_checks;
-        --size;
       }
     }
     if (!to_check.empty() || !doomed.empty()) available.notify_all();
