@@ -17,6 +17,7 @@
 #include "memlens/tools/advanced_cache.hpp"
 #include "memlens/tools/advanced_memory_profiler.hpp"
 #include "memlens/tools/circular_reference_detector.hpp"
+#include "memlens/tools/dataset_processor.hpp"
 #include "memlens/tools/memory_leak_detector.hpp"
 #include "memlens/tools/memory_profiler.hpp"
 #include "memlens/tools/memory_tracker.hpp"
