@@ -507,6 +507,11 @@ TEST_CASE("DatasetProcessor: options are checked", "[tools][dataset]") {
   ProcessorOptions quote;
   quote.delimiter = '"';
   REQUIRE_THROWS_WITH(DatasetProcessor(10, quote), contains("the delimiter cannot be a quote"));
+  for (const char d : {'.', '-', '7', 'e'}) {
+    ProcessorOptions numeric;
+    numeric.delimiter = d;
+    REQUIRE_THROWS_WITH(DatasetProcessor(10, numeric), contains("a character of numbers"));
+  }
   TempDir dir("dataset");
   const auto path = write(dir / "a.csv", "a\n1\n");
   REQUIRE_THROWS_WITH(summarize(path, options(4, false, 32 * 1024)),

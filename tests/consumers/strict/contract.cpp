@@ -469,6 +469,49 @@ void events() {
   expect(events.cleanup() == 2 && events.listener_count("update") == 1, "cleanup");
 }
 
+void dataset() {
+  // The pinned signatures, with a file of three rows.
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("memlens_contract_" + std::to_string(::getpid()) + ".csv");
+  {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    std::fputs("name,price\n\"a, b\",1.5\nc,2\nd,\n", f);
+    std::fclose(f);
+  }
+  memlens::ProcessorOptions options;
+  options.threads = 1;
+  options.use_mmap = false;
+  options.delimiter = ',';
+  options.memory_budget = std::size_t{64} << 20;
+  options.on_bad_row = memlens::BadRowAction::raise;
+  memlens::Progress last;
+  options.progress = [&last](const memlens::Progress& p) { last = p; };
+  const memlens::DatasetProcessor processor(2, options);
+  memlens::ChunkRange results = processor.process_file(path);
+  std::vector<std::uint64_t> first_rows;
+  for (const memlens::ChunkResult& chunk : processor.process_file(path)) {
+    first_rows.push_back(chunk.first_row);
+  }
+  const memlens::DatasetSummary summary = processor.aggregate_results(results);
+  const memlens::ColumnStats& price = summary.columns.at(1);
+  expect(summary.rows == 3 && price.name == "price" && price.count == 2 && price.sum == 3.5 &&
+             price.min == 1.5 && price.max == 2 && price.mean() == 1.75 &&
+             first_rows == std::vector<std::uint64_t>{0, 2} && last.rows == 3 &&
+             last.bytes_done == last.bytes_total && last.elapsed.count() > 0,
+         "DatasetProcessor");
+  const auto usage = processor.memory_usage();
+  expect(usage.current_rss > 0 && usage.peak_rss >= usage.current_rss && usage.anon_rss > 0,
+         "DatasetProcessor::memory_usage");
+  bool missing = false;
+  try {
+    processor.process_file(path.string() + ".missing");
+  } catch (const memlens::Error&) {
+    missing = true;
+  }
+  expect(missing, "DatasetProcessor: a missing file throws Error");
+  std::filesystem::remove(path);
+}
+
 int main() {
   object_model();
   sys();
@@ -481,5 +524,6 @@ int main() {
   caches();
   pool();
   events();
+  dataset();
   return failures == 0 ? 0 : 1;
 }
