@@ -478,6 +478,10 @@ void dataset() {
     std::fputs("name,price\n\"a, b\",1.5\nc,2\nd,\n", f);
     std::fclose(f);
   }
+  const memlens::ProcessorOptions designated{.threads = 2, .use_mmap = true};  // -Wextra-clean
+  expect(designated.threads == 2 && designated.memory_budget == std::size_t{64} << 20 &&
+             !designated.progress,
+         "ProcessorOptions defaults");
   memlens::ProcessorOptions options;
   options.threads = 1;
   options.use_mmap = false;
