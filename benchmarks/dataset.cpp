@@ -144,7 +144,8 @@ std::vector<std::string> split_fields(std::string_view line) {
 void add_line_with_stod(Totals& totals, std::string_view line) {
   const std::vector<std::string> fields = split_fields(line);
   if (fields.size() != kFields) {
-    throw std::runtime_error(fmt::format("{} fields, not {}, in: {}", fields.size(), kFields, line));
+    throw std::runtime_error(
+        fmt::format("{} fields, not {}, in: {}", fields.size(), kFields, line));
   }
   ++totals.rows;
   for (std::size_t c = 0; c < kNumeric; ++c) {
@@ -196,8 +197,7 @@ Totals run_getline_stod(const std::filesystem::path& path) {
 Totals run_fccp(const std::filesystem::path& path) {
   // No trimming and doubles parsed by fccp itself: the least work it can be asked to do for
   // these columns. Quantity can be empty, which fccp's number parser rejects: it is read as text.
-  io::CSVReader<kFields, io::trim_chars<>, io::double_quote_escape<',', '"'>> reader(
-      path.string());
+  io::CSVReader<kFields, io::trim_chars<>, io::double_quote_escape<',', '"'>> reader(path.string());
   reader.read_header(io::ignore_no_column, "id", "timestamp", "category", "amount", "quantity",
                      "score", "ratio");
   Totals totals;
@@ -242,13 +242,13 @@ struct Contender {
 
 const std::vector<Contender>& contenders() {
   static const std::vector<Contender> all = {
-      {"dataset/naive", "naive (string + stod)", run_naive},
-      {"dataset/getline_stod", "getline + stod", run_getline_stod},
+    {"dataset/naive", "naive (string + stod)", run_naive},
+    {"dataset/getline_stod", "getline + stod", run_getline_stod},
 #if MEMLENS_HAVE_FCCP
-      {"dataset/fccp", "fast-cpp-csv-parser", run_fccp},
+    {"dataset/fccp", "fast-cpp-csv-parser", run_fccp},
 #endif
-      {"dataset/memlens_1T", "memlens 1 thread", [](const auto& p) { return run_memlens(p, 1); }},
-      {"dataset/memlens_2T", "memlens 2 threads", [](const auto& p) { return run_memlens(p, 2); }},
+    {"dataset/memlens_1T", "memlens 1 thread", [](const auto& p) { return run_memlens(p, 1); }},
+    {"dataset/memlens_2T", "memlens 2 threads", [](const auto& p) { return run_memlens(p, 2); }},
   };
   return all;
 }
@@ -460,8 +460,7 @@ class SummaryReporter : public benchmark::ConsoleReporter {
       Figures& figures = figures_[run.run_name.function_name];
       if (run.error_occurred) figures.failure = run.error_message;
       if (run.error_occurred || run.aggregate_name != "median") continue;
-      figures.wall_s =
-          run.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(run.time_unit);
+      figures.wall_s = run.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(run.time_unit);
       for (const auto& [name, counter] : run.counters) figures.counters[name] = counter.value;
     }
   }
@@ -503,8 +502,8 @@ void print_summary(const SummaryReporter& results) {
         "pages resident at the peak (an upper bound)\n");
   }
 
-  fmt::print("\n  {:<24} {:>9} {:>9} {:>8} {:>15} {:>16}\n", "contender", "wall s", "CPU s",
-             "GB/s", "peak anon MiB", "anon at start");
+  fmt::print("\n  {:<24} {:>9} {:>9} {:>8} {:>15} {:>16}\n", "contender", "wall s", "CPU s", "GB/s",
+             "peak anon MiB", "anon at start");
   for (const Contender& c : contenders()) {
     if (const auto f = results.figures(c.name)) {
       fmt::print("  {:<24} {:>9.3f} {:>9.3f} {:>8.3f} {:>15.1f} {:>16.1f}\n", c.label, f->wall_s,
@@ -544,10 +543,10 @@ void print_summary(const SummaryReporter& results) {
   fmt::print("  {:<34} {:>8}\n", "memlens 1T / naive", show(ratio(one, naive), "{:.2f}x"));
   fmt::print("  {:<34} {:>8}\n", "memlens 2T / memlens 1T", show(ratio(two, one), "{:.2f}x"));
 
-  fmt::print("\n  Goals{}\n", settings.mib == 1024
-                                  ? ""
-                                  : fmt::format(" (stated for a 1 GiB file; this one is {} MiB)",
-                                                settings.mib));
+  fmt::print("\n  Goals{}\n",
+             settings.mib == 1024
+                 ? ""
+                 : fmt::format(" (stated for a 1 GiB file; this one is {} MiB)", settings.mib));
   const auto goal = [&](std::string_view what, std::optional<double> value, const char* format,
                         bool met) {
     fmt::print("  {:<34} {:>10}  {}\n", what, show(value, format),

@@ -20,10 +20,10 @@ inline constexpr const char* header = "id,timestamp,category,amount,quantity,sco
 /// One generated row's values: what a correct parser must find in its text.
 struct Row {
   std::uint64_t id = 0;
-  std::int64_t cents = 0;                 ///< amount is cents / 100, written with two decimals
-  std::optional<std::int64_t> quantity;   ///< empty cell when absent
-  std::int64_t micro = 0;                 ///< score is micro / 1e6, written with six decimals
-  std::int64_t ratio_mantissa = 0;        ///< ratio is mantissa * 10^ratio_exponent
+  std::int64_t cents = 0;                ///< amount is cents / 100, written with two decimals
+  std::optional<std::int64_t> quantity;  ///< empty cell when absent
+  std::int64_t micro = 0;                ///< score is micro / 1e6, written with six decimals
+  std::int64_t ratio_mantissa = 0;       ///< ratio is mantissa * 10^ratio_exponent
   int ratio_exponent = 0;
 
   double amount() const { return static_cast<double>(cents) / 100.0; }
@@ -57,16 +57,16 @@ class Generator {
 
   /// Appends `row`, the last one next() returned, as a CSV line.
   void append(std::string& out, const Row& row) const {
-    static constexpr const char* categories[] = {"books", "toys, games", "garden", "food",
-                                                 "say \"hi\"", "music", "sports", "tools"};
+    static constexpr const char* categories[] = {"books",      "toys, games", "garden", "food",
+                                                 "say \"hi\"", "music",       "sports", "tools"};
     number(out, static_cast<std::int64_t>(row.id));
     // A timestamp one second per row from 2024-01-01 00:00:00, as text.
     const std::uint64_t s = row.id;
     char stamp[32];
     std::snprintf(stamp, sizeof stamp, ",2024-%02u-%02uT%02u:%02u:%02u,",
-                  static_cast<unsigned>(1 + s / 2'419'200 % 12), static_cast<unsigned>(1 + s / 86'400 % 28),
-                  static_cast<unsigned>(s / 3600 % 24), static_cast<unsigned>(s / 60 % 60),
-                  static_cast<unsigned>(s % 60));
+                  static_cast<unsigned>(1 + s / 2'419'200 % 12),
+                  static_cast<unsigned>(1 + s / 86'400 % 28), static_cast<unsigned>(s / 3600 % 24),
+                  static_cast<unsigned>(s / 60 % 60), static_cast<unsigned>(s % 60));
     out += stamp;
     const std::string category = categories[category_];
     if (category.find_first_of(",\"") != std::string::npos) {

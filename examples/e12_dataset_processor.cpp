@@ -1,7 +1,7 @@
 // Seed exercise 12: statistics of a large CSV file in a small, fixed amount of memory. The
-// program writes a deterministic 100 MB file (1 GB with --1gb) unless given one, processes it in chunks of 1000
-// rows with a progress bar on a terminal, and prints each column's statistics, the speed, the
-// memory the processor's buffers took (traced) and the process's peak resident memory.
+// program writes a deterministic 100 MB file (1 GB with --1gb) unless given one, processes it in
+// chunks of 1000 rows with a progress bar on a terminal, and prints each column's statistics, the
+// speed, the memory the processor's buffers took (traced) and the process's peak resident memory.
 //
 //   example_e12_dataset_processor [--1gb] [--threads N] [--mmap] [--file PATH]
 #include <fmt/format.h>
@@ -9,19 +9,19 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <string>
-#include <string_view>
-
 #include <memlens/memlens.hpp>
 #include <memlens/track_new.hpp>  // tracemalloc sees the processor's buffers
+#include <string>
+#include <string_view>
 
 #include "csv_generator.hpp"
 
 namespace {
 
 int usage() {
-  fmt::print(stderr, "usage: example_e12_dataset_processor [--1gb] [--threads N] [--mmap] "
-                     "[--file PATH]\n");
+  fmt::print(stderr,
+             "usage: example_e12_dataset_processor [--1gb] [--threads N] [--mmap] "
+             "[--file PATH]\n");
   return 2;
 }
 
@@ -54,9 +54,10 @@ int run(int argc, char** argv) {
                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
 
-  fmt::print("\nprocessor = DatasetProcessor(chunk_size=1000)   # {} thread(s), {}, budget {} MiB\n",
-             options.threads, options.use_mmap ? "mmap windows" : "read() buffers",
-             options.memory_budget >> 20);
+  fmt::print(
+      "\nprocessor = DatasetProcessor(chunk_size=1000)   # {} thread(s), {}, budget {} MiB\n",
+      options.threads, options.use_mmap ? "mmap windows" : "read() buffers",
+      options.memory_budget >> 20);
   options.progress = memlens::ProgressBar();  // draws only when stderr is a terminal
   memlens::DatasetProcessor processor(1000, options);
 
@@ -87,15 +88,17 @@ int run(int argc, char** argv) {
 
   const auto memory = processor.memory_usage();
   fmt::print("\nprint(f\"Peak memory: {{processor.memory_usage()}}\")\n");
-  fmt::print("  Peak memory: {:.1f} MiB resident at most (VmHWM), {:.1f} MiB now, of which {:.1f} "
-             "MiB anonymous\n",
-             static_cast<double>(memory.peak_rss) / 1048576.0,
-             static_cast<double>(memory.current_rss) / 1048576.0,
-             static_cast<double>(memory.anon_rss) / 1048576.0);
-  fmt::print("  heap allocated while processing (tracemalloc): peak {:.1f} KiB, within the {} MiB "
-             "budget: {}\n",
-             static_cast<double>(traced.peak) / 1024.0, options.memory_budget >> 20,
-             traced.peak < options.memory_budget ? "yes" : "NO");
+  fmt::print(
+      "  Peak memory: {:.1f} MiB resident at most (VmHWM), {:.1f} MiB now, of which {:.1f} "
+      "MiB anonymous\n",
+      static_cast<double>(memory.peak_rss) / 1048576.0,
+      static_cast<double>(memory.current_rss) / 1048576.0,
+      static_cast<double>(memory.anon_rss) / 1048576.0);
+  fmt::print(
+      "  heap allocated while processing (tracemalloc): peak {:.1f} KiB, within the {} MiB "
+      "budget: {}\n",
+      static_cast<double>(traced.peak) / 1024.0, options.memory_budget >> 20,
+      traced.peak < options.memory_budget ? "yes" : "NO");
   if (!own_file) std::filesystem::remove(path);
   return traced.peak < options.memory_budget ? 0 : 1;
 }

@@ -84,8 +84,10 @@ std::optional<Arguments> parse_arguments(int argc, char** argv) {
                  option == "--seed" ? " non-negative" : " positive", value);
       return std::nullopt;
     }
-    if (option == "--seed") args.seed = *number;
-    else args.bytes = *number << shift;
+    if (option == "--seed")
+      args.seed = *number;
+    else
+      args.bytes = *number << shift;
   }
   return args;
 }

@@ -84,8 +84,9 @@ TEST_CASE("e12: a file twenty times the budget is processed within it on two thr
   options.memory_budget = budget;
   memlens::DatasetProcessor processor(1000, options);
   memlens::DatasetSummary summary;
-  REQUIRE_THAT(([&] { summary = processor.aggregate_results(processor.process_file(dir / "data.csv")); }),
-               memlens::testing::PeakMemoryBelow(budget));
+  REQUIRE_THAT(
+      ([&] { summary = processor.aggregate_results(processor.process_file(dir / "data.csv")); }),
+      memlens::testing::PeakMemoryBelow(budget));
   CHECK(summary.rows == rows);
   CHECK(summary.columns[0].max == static_cast<double>(rows));
 }

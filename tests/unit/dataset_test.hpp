@@ -2,16 +2,15 @@
 // the statistics of generated rows computed from their values (not by parsing their text).
 #pragma once
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <memlens/memlens.hpp>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
-
-#include <memlens/memlens.hpp>
 
 #include "../examples/csv_generator.hpp"
 
@@ -58,8 +57,10 @@ inline std::vector<memlens::ColumnStats> expected_columns(std::uint64_t rows,
     ++c[1].non_numeric;
     ++c[2].non_numeric;
     add(c[3], row.amount());
-    if (row.quantity) add(c[4], static_cast<double>(*row.quantity));
-    else ++c[4].empty;
+    if (row.quantity)
+      add(c[4], static_cast<double>(*row.quantity));
+    else
+      ++c[4].empty;
     add(c[5], row.score());
     add(c[6], row.ratio());
   }

@@ -2,6 +2,11 @@
 // budget, on one thread or several, with the same results on any number of threads (exercise 12).
 #pragma once
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <bit>
@@ -13,7 +18,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <exception>
 #include <filesystem>
 #include <functional>
@@ -31,11 +35,6 @@
 #include <utility>
 #include <vector>
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -49,9 +48,9 @@ namespace memlens {
 /// How far a DatasetProcessor has come: given to ProcessorOptions::progress after each segment
 /// of the file (about a MiB) and once at the end.
 struct Progress {
-  std::uint64_t bytes_done = 0;   ///< bytes of the file consumed so far
-  std::uint64_t bytes_total = 0;  ///< the file's size
-  std::uint64_t rows = 0;         ///< data rows consumed so far (skipped bad rows included)
+  std::uint64_t bytes_done = 0;        ///< bytes of the file consumed so far
+  std::uint64_t bytes_total = 0;       ///< the file's size
+  std::uint64_t rows = 0;              ///< data rows consumed so far (skipped bad rows included)
   std::chrono::nanoseconds elapsed{};  ///< since process_file was called
 };
 
@@ -64,18 +63,24 @@ struct ProcessorOptions {
   /// Threads that parse. 1 parses on the thread that iterates; more start that many workers,
   /// which read and parse segments of the file in turn. Results are identical for every value.
   unsigned threads = 1;
-  /// Read through windows of a memory mapping (madvise MADV_SEQUENTIAL, each window unmapped
-  /// once parsed) instead of read() into a buffer. Measured the slower of the two on Linux with
-  /// the file in the page cache, hence off by default.
+  /// Read through windows of a memory mapping (madvise MADV_SEQUENTIAL; a thread unmaps its
+  /// window when it maps its next) instead of read() into a buffer. Measured no faster on one
+  /// thread and slower on two, on Linux with the file in the page cache, hence off by default.
   bool use_mmap = false;
   char delimiter = ',';
   /// Called on the iterating thread as the file is consumed; ProgressBar draws one. (The {}
   /// lets g++ -Wextra accept a designated initializer that leaves it out.)
   std::function<void(const Progress&)> progress{};
-  /// Bounds the bytes of every buffer the processor owns together (read buffers or mapped
-  /// windows, one per thread, and the carried partial record); a record longer than a buffer the
-  /// budget allows is an error, not a reason to exceed it.
+  /// Bounds the bytes of everything the processor holds together: a buffer or mapped window per
+  /// thread, the carried partial record, and the per-chunk results of the segments in flight. A
+  /// record longer than memory_budget / 64 is an error, not a reason to exceed it. Too many
+  /// threads for the budget is a ValueError that says which budget would do.
   std::size_t memory_budget = std::size_t{64} << 20;
+  /// A malformed row is a field count other than the header's, a quote inside an unquoted
+  /// field, text after a closing quote, or a quote never closed. Quotes are read as RFC 4180
+  /// reads them: a stray quote opens a quoted section that the next quote closes, so with
+  /// `skip` the lines in between go with that one bad row (counted once, at its first line).
+  /// A blank line is a row of one empty field: malformed unless the header has one column.
   BadRowAction on_bad_row = BadRowAction::raise;
 };
 
@@ -84,15 +89,16 @@ struct ColumnStats {
   std::string name;
   std::uint64_t count = 0;  ///< numeric cells
   double sum = 0;
-  double min = std::numeric_limits<double>::infinity();    ///< +inf while count is 0
-  double max = -std::numeric_limits<double>::infinity();   ///< -inf while count is 0
-  std::uint64_t non_numeric = 0;  ///< cells with text that is not a decimal number
-  std::uint64_t empty = 0;        ///< empty cells ("" quoted or nothing at all)
+  double min = std::numeric_limits<double>::infinity();   ///< +inf while count is 0
+  double max = -std::numeric_limits<double>::infinity();  ///< -inf while count is 0
+  /// Cells with text that is not a decimal number, or whose value is beyond a double's range
+  /// (1e400).
+  std::uint64_t non_numeric = 0;
+  std::uint64_t empty = 0;  ///< empty cells ("" quoted or nothing at all)
 
   /// The mean of the numeric cells; NaN when there are none.
   double mean() const {
-    return count == 0 ? std::numeric_limits<double>::quiet_NaN()
-                      : sum / static_cast<double>(count);
+    return count == 0 ? std::numeric_limits<double>::quiet_NaN() : sum / static_cast<double>(count);
   }
   /// Adds another set of rows' statistics of the same column.
   void merge(const ColumnStats& other) {
@@ -107,9 +113,11 @@ struct ColumnStats {
 
 /// The statistics of `chunk_size` consecutive data rows (fewer in the last chunk).
 struct ChunkResult {
-  std::uint64_t first_row = 0;  ///< 0-based index of the chunk's first data row
-  std::uint64_t rows = 0;       ///< rows counted in `columns` (bad rows skipped are not)
-  std::uint64_t bytes = 0;      ///< bytes of the chunk's rows, line ends included
+  /// 0-based index of the chunk's first data row; rows are counted skipped bad ones included,
+  /// so a chunk is `chunk_size` consecutive rows of the file.
+  std::uint64_t first_row = 0;
+  std::uint64_t rows = 0;            ///< rows counted in `columns` (bad rows skipped are not)
+  std::uint64_t bytes = 0;           ///< bytes of the chunk's rows, bad ones and line ends included
   std::vector<ColumnStats> columns;  ///< in file order
   std::uint64_t bad_rows = 0;        ///< malformed rows skipped (BadRowAction::skip)
   std::vector<std::uint64_t> bad_lines;  ///< 1-based lines of the first ten of them
@@ -187,19 +195,22 @@ class ProgressBar {
   static std::string render(const Progress& p) {
     constexpr int width = 30;
     const double fraction =
-        p.bytes_total == 0 ? 1.0
-                           : static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total);
+        p.bytes_total == 0 || p.bytes_done >= p.bytes_total
+            ? 1.0
+            : static_cast<double>(p.bytes_done) / static_cast<double>(p.bytes_total);
     const double seconds = std::chrono::duration<double>(p.elapsed).count();
     const double rate = seconds > 0 ? static_cast<double>(p.bytes_done) / seconds : 0.0;
     const int filled = static_cast<int>(fraction * width);
     std::string eta = "ETA -";
     if (rate > 0) {
-      eta = fmt::format("ETA {:.0f} s",
-                        static_cast<double>(p.bytes_total - p.bytes_done) / rate);
+      eta = fmt::format(
+          "ETA {:.0f} s",
+          static_cast<double>(p.bytes_total - std::min(p.bytes_done, p.bytes_total)) / rate);
     }
     return fmt::format("\r[{}{}] {:5.1f} %  {:7.1f} MB/s  {}   ",
                        std::string(static_cast<std::size_t>(filled), '#'),
-                       std::string(static_cast<std::size_t>(width - filled), ' '), fraction * 100, rate / 1e6, eta);
+                       std::string(static_cast<std::size_t>(width - filled), ' '), fraction * 100,
+                       rate / 1e6, eta);
   }
 
  private:
@@ -232,24 +243,24 @@ struct Partial {
 /// What parsing a segment produced.
 struct SegmentOut {
   std::vector<Partial> partials;
-  std::size_t consumed = 0;   ///< bytes of the segment's view parsed (whole records)
-  std::uint64_t records = 0;  ///< records in them (bad ones included)
-  std::uint64_t lines = 0;    ///< newlines in them
+  std::size_t consumed = 0;      ///< bytes of the segment's view parsed (whole records)
+  std::uint64_t records = 0;     ///< records in them (bad ones included)
+  std::uint64_t lines = 0;       ///< newlines in them
   std::uint64_t end_offset = 0;  ///< file offset just past them
   std::exception_ptr error;
 };
 
 /// A view of consecutive whole or partial records: the carried partial record, then new bytes.
-/// data[len - 1] is always '\n' (a missing final newline is supplied at the end of the file),
-/// so parsers stop at it without bounds checks.
+/// What a parser is given ends with '\n' (a missing final newline is supplied at the end of the
+/// file), so it stops there without bounds checks; the view may also be empty.
 struct Segment {
   const char* data = nullptr;
   std::size_t len = 0;
-  std::size_t real_len = 0;   ///< len without a supplied final newline
-  bool eof = false;           ///< the view reaches the end of the file
-  std::uint64_t offset = 0;   ///< file offset of data[0]
-  std::uint64_t row = 0;      ///< index of the first record's data row
-  std::uint64_t line = 0;     ///< 1-based line the first record starts on
+  std::size_t real_len = 0;  ///< len without a supplied final newline
+  bool eof = false;          ///< the view reaches the end of the file
+  std::uint64_t offset = 0;  ///< file offset of data[0]
+  std::uint64_t row = 0;     ///< index of the first record's data row
+  std::uint64_t line = 0;    ///< 1-based line the first record starts on
 };
 
 inline std::string errno_text(int error) { return std::generic_category().message(error); }
@@ -263,11 +274,16 @@ class File {
       throw Error(fmt::format("dataset: cannot open '{}': {}", path_, errno_text(errno)));
     }
     struct stat st {};
-    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (::fstat(fd_, &st) != 0) {
+      const int error = errno;
+      ::close(fd_);
+      throw Error(fmt::format("dataset: cannot stat '{}': {}", path_, errno_text(error)));
+    }
+    if (!S_ISREG(st.st_mode)) {
       const bool dir = S_ISDIR(st.st_mode);
       ::close(fd_);
-      throw Error(fmt::format("dataset: '{}' is {}", path_,
-                              dir ? "a directory" : "not a regular file"));
+      throw Error(
+          fmt::format("dataset: '{}' is {}", path_, dir ? "a directory" : "not a regular file"));
     }
     size_ = static_cast<std::uint64_t>(st.st_size);
   }
@@ -318,28 +334,44 @@ struct Workspace {
 };
 
 /// Cuts the file into segments: each is the partial record the previous one left, then the next
-/// `step` bytes. The cuts depend on the file and the budget only, never on the thread count, so
-/// every thread count parses the same records in the same segments and sums in the same order.
+/// `step` bytes. The cuts depend on the file, the budget, the chunk size and the header only,
+/// never on the thread count, so every thread count parses the same records in the same
+/// segments and sums in the same order.
 class Source {
  public:
-  Source(const File& file, bool use_mmap, std::size_t step, std::size_t cap,
-         std::uint64_t start)
-      : file_(file), use_mmap_(use_mmap), step_(step), cap_(cap), carry_off_(start),
+  /// `cap`: the bytes a thread's buffer may hold, at least a longest record plus a step and one.
+  Source(const File& file, bool use_mmap, std::size_t step, std::size_t cap, std::uint64_t start)
+      : file_(file),
+        use_mmap_(use_mmap),
+        step_(step),
+        cap_(cap),
+        carry_off_(start),
         next_off_(start) {}
 
+  /// The bytes of new data each segment takes from now on (the header is read with another).
+  void set_step(std::size_t step) { step_ = step; }
+
+  /// Goes on from `offset` with nothing carried: the rows after the header are read again
+  /// rather than carried, so that what is carried is always one record, never several.
+  void restart_at(std::uint64_t offset) {
+    carry_off_ = next_off_ = offset;
+    carry_ptr_ = nullptr;
+  }
+
+  /// The carried partial record: its bytes stay valid until the next claim. The caller refuses
+  /// one longer than its limit before claiming, so a buffer never needs more than `cap`.
+  std::string_view carry() const {
+    return {carry_ptr_, static_cast<std::size_t>(next_off_ - carry_off_)};
+  }
+
   /// Makes the next segment in `ws`; false when the file is consumed.
-  bool claim(Workspace& ws, Segment& seg, std::uint64_t line) {
+  bool claim(Workspace& ws, Segment& seg) {
     const std::uint64_t left = file_.size() - next_off_;
     const std::size_t fresh = static_cast<std::size_t>(std::min<std::uint64_t>(step_, left));
     const std::size_t carry = static_cast<std::size_t>(next_off_ - carry_off_);
     if (carry == 0 && fresh == 0) return false;
     const std::size_t len = carry + fresh;
-    if (len + 1 > cap_) {
-      throw ValueError(fmt::format(
-          "dataset: {}:{}: a record longer than {} bytes, the largest buffer the memory_budget "
-          "allows",
-          file_.path(), line, cap_ - 1));
-    }
+    if (len + 1 > cap_) throw Error("dataset: internal error: a segment larger than its buffer");
     seg.eof = next_off_ + fresh == file_.size();
     seg.offset = carry_off_;
     if (use_mmap_ && !(seg.eof && needs_newline(seg.eof))) {
@@ -387,8 +419,8 @@ class Source {
   void map_window(Workspace& ws, std::uint64_t from, std::size_t len) {
     const std::uint64_t start = map_start(from);
     const std::size_t map_len = static_cast<std::size_t>(from - start) + len;
-    void* map = ::mmap(nullptr, map_len, PROT_READ, MAP_PRIVATE, file_.fd(),
-                       static_cast<::off_t>(start));
+    void* map =
+        ::mmap(nullptr, map_len, PROT_READ, MAP_PRIVATE, file_.fd(), static_cast<::off_t>(start));
     if (map == MAP_FAILED) {
       throw Error(fmt::format("dataset: cannot map '{}': {}", file_.path(), errno_text(errno)));
     }
@@ -404,7 +436,7 @@ class Source {
   void reserve(Workspace& ws, std::size_t need, std::size_t carry) {
     if (need > ws.capacity) {
       const std::size_t capacity = std::min(cap_, std::max(need, 2 * step_ + 1));
-      auto bigger = std::make_unique<char[]>(capacity);
+      auto bigger = std::make_unique_for_overwrite<char[]>(capacity);
       if (carry > 0) std::memcpy(bigger.get(), carry_ptr_, carry);
       ws.buffer = std::move(bigger);
       ws.capacity = capacity;
@@ -441,11 +473,11 @@ inline Cut find_cut(const char* p, std::size_t n) {
     std::uint64_t q = 0, nl = 0;
     for (int k = 0; k < 4; ++k) {
       const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i + 16 * k));
-      q |= static_cast<std::uint64_t>(static_cast<std::uint32_t>(
-               _mm_movemask_epi8(_mm_cmpeq_epi8(v, quote))))
+      q |= static_cast<std::uint64_t>(
+               static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, quote))))
            << (16 * k);
-      nl |= static_cast<std::uint64_t>(static_cast<std::uint32_t>(
-                _mm_movemask_epi8(_mm_cmpeq_epi8(v, newline))))
+      nl |= static_cast<std::uint64_t>(
+                static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, newline))))
             << (16 * k);
     }
     // Prefix XOR: bit k set when an odd number of quotes is at or before k.
@@ -461,7 +493,8 @@ inline Cut find_cut(const char* p, std::size_t n) {
     if (ends != 0) {
       cut.records += static_cast<std::uint64_t>(std::popcount(ends));
       cut.end = i + 64 - static_cast<std::size_t>(std::countl_zero(ends));
-      cut.lines = lines - static_cast<std::uint64_t>(std::popcount(nl >> 1 >> (63 - std::countl_zero(ends))));
+      cut.lines = lines - static_cast<std::uint64_t>(
+                              std::popcount(nl >> 1 >> (63 - std::countl_zero(ends))));
     }
     inside = (in >> 63) != 0 ? ~std::uint64_t{0} : 0;
   }
@@ -486,6 +519,19 @@ inline Cut find_cut(const char* p, std::size_t n) {
 inline constexpr double powers10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/// The length of the first record of [record, end) by find_cut's quote rule, its newline
+/// included; 0 if it does not end there.
+inline std::size_t first_end(const char* record, const char* end) {
+  bool in = false;
+  for (const char* p = record; p < end; ++p) {
+    if (*p == '"')
+      in = !in;
+    else if (*p == '\n' && !in)
+      return static_cast<std::size_t>(p + 1 - record);
+  }
+  return 0;
+}
 
 /// Whether [b, e) is a decimal number (optional sign, digits with an optional point, optional
 /// exponent; no spaces, no inf or nan), and its value, rounded as std::from_chars rounds.
@@ -569,8 +615,8 @@ class Specials {
     mask_ = 0;
 #if defined(__SSE2__)
     if (end_ - base_ >= 64) {
-      const __m128i d = _mm_set1_epi8(delimiter_), n = _mm_set1_epi8('\n'),
-                    q = _mm_set1_epi8('"'), r = _mm_set1_epi8('\r');
+      const __m128i d = _mm_set1_epi8(delimiter_), n = _mm_set1_epi8('\n'), q = _mm_set1_epi8('"'),
+                    r = _mm_set1_epi8('\r');
       for (int k = 0; k < 4; ++k) {
         const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(base_ + 16 * k));
         const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, d), _mm_cmpeq_epi8(v, n)),
@@ -607,8 +653,7 @@ class Parser {
   };
 
   explicit Parser(const Config& config)
-      : config_(config), values_(config.columns), kinds_(config.columns) {
-  }
+      : config_(config), values_(config.columns), kinds_(config.columns) {}
 
   /// Parses the whole records of `seg` (stopping before one that does not end in it, unless the
   /// file ends there) into `out`.
@@ -623,8 +668,8 @@ class Parser {
     while (p < end) {
       const char* const record = p;
       if (partial == nullptr || row == chunk_end) {
-        out.partials.push_back(Partial{row / config_.chunk_size, 0, 0, 0,
-                                       std::vector<Acc>(config_.columns), {}});
+        out.partials.push_back(
+            Partial{row / config_.chunk_size, 0, 0, 0, std::vector<Acc>(config_.columns), {}});
         partial = &out.partials.back();
         chunk_end = (partial->chunk + 1) * config_.chunk_size;
       }
@@ -635,20 +680,20 @@ class Parser {
         commit(*partial);
         line += 1 + quoted_lines;
       } else {
-        if (!config_.skip_bad) throw bad_row(outcome, record, line);
+        // The record ends where the quote rule (find_cut's) ends it; until that end is in the
+        // view it waits for the next segment, as it does on other threads, raised or skipped.
         const std::size_t length = first_end(record, end);
-        const char* next = length > 0 ? record + length : nullptr;
-        if (next == nullptr) {
-          if (!seg.eof) break;  // an unclosed quote: wait for the rest, or the end of the file
-          next = end;
-        }
+        if (length == 0 && !seg.eof) break;
+        if (!config_.skip_bad) throw bad_row(outcome, record, line);
+        const char* next = length > 0 ? record + length : end;
         p = next;
         ++partial->bad_rows;
         if (partial->bad_lines.size() < 10) partial->bad_lines.push_back(line);
         line += static_cast<std::uint64_t>(std::count(record, next, '\n'));
       }
       const std::size_t record_end = static_cast<std::size_t>(p - begin);
-      partial->bytes += std::min(record_end, seg.real_len) - static_cast<std::size_t>(record - begin);
+      partial->bytes +=
+          std::min(record_end, seg.real_len) - static_cast<std::size_t>(record - begin);
       ++row;
     }
     // A segment that ends inside a record may have opened a chunk for it.
@@ -668,16 +713,6 @@ class Parser {
     const char* where = nullptr;  // the byte the problem is at
     std::size_t fields = 0;       // fields found, for too_few
   };
-
-  // Where the first record of [record, end) ends, quotes toggling (as find_cut).
-  static std::size_t first_end(const char* record, const char* end) {
-    bool in = false;
-    for (const char* p = record; p < end; ++p) {
-      if (*p == '"') in = !in;
-      else if (*p == '\n' && !in) return static_cast<std::size_t>(p + 1 - record);
-    }
-    return 0;
-  }
 
   // Parses the record at `cursor`, moving it past the record when it is good. Inlined in
   // run(): the call and the Outcome through memory cost 5 % otherwise.
@@ -725,8 +760,10 @@ class Parser {
         p = specials.next(p);
         while (*p == '\r' && p[1] != '\n') p = specials.next(p + 1);  // a lone CR is text
         if (*p == '"') return {Outcome::bad, Outcome::quote_inside, p};
-        if (p == field) kind = empty;
-        else kind = parse_number(field, p, value) ? number : text;
+        if (p == field)
+          kind = empty;
+        else
+          kind = parse_number(field, p, value) ? number : text;
       }
       values_[column] = value;
       kinds_[column] = kind;
@@ -757,8 +794,12 @@ class Parser {
           acc[c].max = v > acc[c].max ? v : acc[c].max;
           break;
         }
-        case text: ++acc[c].non_numeric; break;
-        case empty: ++acc[c].empty; break;
+        case text:
+          ++acc[c].non_numeric;
+          break;
+        case empty:
+          ++acc[c].empty;
+          break;
       }
     }
   }
@@ -780,10 +821,17 @@ class Parser {
       case Outcome::too_few:
         what = fmt::format("{} fields where the header has {}", outcome.fields, config_.columns);
         break;
-      case Outcome::unclosed: what = "a quoted field is never closed"; break;
-      case Outcome::after_quote: what = "a character after a closing quote"; break;
-      case Outcome::quote_inside: what = "a quote inside an unquoted field"; break;
-      case Outcome::none: break;
+      case Outcome::unclosed:
+        what = "a quoted field is never closed";
+        break;
+      case Outcome::after_quote:
+        what = "a character after a closing quote";
+        break;
+      case Outcome::quote_inside:
+        what = "a quote inside an unquoted field";
+        break;
+      case Outcome::none:
+        break;
     }
     return ValueError(fmt::format("dataset: {}:{}:{}: malformed row: {}", *config_.path, line,
                                   where - line_start + 1, what));
@@ -825,36 +873,177 @@ inline std::vector<std::string> parse_header(const char* p, std::size_t n, char 
   return names;
 }
 
+/// The first grammar problem in the start of a record that has not ended (its offset and what
+/// it is), if any: what to report when a record grows past the limit because a stray quote
+/// opened it.
+inline std::optional<std::pair<std::size_t, const char*>> grammar_problem(std::string_view text,
+                                                                          char delimiter) {
+  std::size_t i = 0;
+  const std::size_t n = text.size();
+  while (i < n) {
+    if (text[i] == '"') {
+      ++i;
+      for (;;) {
+        const std::size_t close = text.find('"', i);
+        if (close == std::string_view::npos || close + 1 >= n) return std::nullopt;  // still open
+        if (text[close + 1] == '"') {
+          i = close + 2;
+          continue;
+        }
+        i = close + 1;
+        break;
+      }
+      if (text[i] == delimiter)
+        ++i;
+      else if (text[i] != '\r' && text[i] != '\n')
+        return std::pair{i, "a character after a closing quote"};
+      else
+        return std::nullopt;
+    } else {
+      while (i < n && text[i] != delimiter && text[i] != '"' && text[i] != '\n') ++i;
+      if (i == n || text[i] == '\n') return std::nullopt;
+      if (text[i] == '"') return std::pair{i, "a quote inside an unquoted field"};
+      ++i;
+    }
+  }
+  return std::nullopt;
+}
+
+/// How a memory budget is shared. Each thread's buffer (and the iterating thread's, and the
+/// carried record's) holds a longest record plus a step; the per-chunk results of a segment in
+/// flight (at most two per worker, plus the one being merged) take what results_for() says,
+/// which the data step keeps near budget / 512 (8 KiB at least). The longest record and the steps
+/// depend on the budget, the header and the chunk size, never on the threads, so that the cuts do
+/// not.
+struct Plan {
+  std::size_t budget = 0;
+  std::size_t step = 0;        ///< bytes of new data per segment while reading the header
+  std::size_t max_record = 0;  ///< a longer record is an error
+  std::size_t buffer = 0;      ///< the most a thread's buffer holds
+
+  explicit Plan(std::size_t b)
+      : budget(b),
+        step(std::clamp<std::size_t>(b / 256, 4096, std::size_t{1} << 20)),
+        max_record(b / 64),
+        buffer(max_record + step + 2) {}
+
+  /// The most a segment of `s` new bytes can need for its results: one partial per chunk it
+  /// touches, rows being at least one byte per column.
+  static std::size_t results_for(std::size_t s, std::size_t columns, std::uint64_t chunk_size) {
+    const std::size_t per_partial = columns * sizeof(Acc) + sizeof(Partial) + 10 * 8 + 64;
+    const std::uint64_t rows = 1 + s / std::max<std::size_t>(columns, 1);
+    return static_cast<std::size_t>(rows / chunk_size + 2) * per_partial;
+  }
+
+  /// The step for the data rows: the largest (halving from `step`, at least 64 bytes) whose
+  /// results fit budget / 512, or 8 KiB when that is more.
+  std::size_t data_step(std::size_t columns, std::uint64_t chunk_size) const {
+    const std::size_t target = std::max<std::size_t>(budget / 512, 8192);
+    std::size_t s = step;
+    while (s > 64 && results_for(s, columns, chunk_size) > target) s /= 2;
+    return s;
+  }
+
+  /// The bytes `threads` threads need: their buffers and the results in flight.
+  std::size_t need(unsigned threads, std::size_t columns, std::uint64_t chunk_size) const {
+    const std::size_t results = results_for(data_step(columns, chunk_size), columns, chunk_size);
+    return (std::size_t{threads} + 2) * buffer + (2 * std::size_t{threads} + 1) * results;
+  }
+
+  /// A budget enough for `threads` threads (a power of two), or 0 if none is.
+  static std::size_t enough(unsigned threads, std::size_t columns, std::uint64_t chunk_size) {
+    for (std::size_t b = std::size_t{1} << 16; b <= std::size_t{1} << 50; b *= 2) {
+      if (Plan(b).need(threads, columns, chunk_size) <= b) return b;
+    }
+    return 0;
+  }
+};
+
 /// Everything one pass over a file needs; owned by its ChunkRange.
 class Run {
  public:
   Run(const std::filesystem::path& path, std::uint64_t chunk_size, const ProcessorOptions& options)
-      : file_(path), options_(options), started_(std::chrono::steady_clock::now()) {
-    const std::size_t budget = options.memory_budget;
-    step_ = std::clamp<std::size_t>(budget / 64, 4096, std::size_t{1} << 20);
-    cap_ = budget / (options.threads + 2);
-    if (cap_ < 2 * step_ + 2) {
-      throw ValueError(fmt::format(
-          "dataset: memory_budget {} is too small for {} threads (at least {} bytes)", budget,
-          options.threads, (options.threads + 2) * (2 * step_ + 2)));
-    }
+      : file_(path),
+        options_(options),
+        started_(std::chrono::steady_clock::now()),
+        plan_(options.memory_budget) {
+    const unsigned threads = options.threads;
     std::uint64_t start = 0;
     if (file_.size() >= 3) {
       char bom[3];
       file_.read_at(bom, 3, 0);
       if (std::memcmp(bom, "\xEF\xBB\xBF", 3) == 0) start = 3;
     }
-    source_.emplace(file_, options.use_mmap, step_, cap_, start);
+    source_.emplace(file_, options.use_mmap, plan_.step, plan_.buffer, start);
     read_header();
     config_ = {&file_.path(), names_.size(), options.delimiter,
                options.on_bad_row == BadRowAction::skip, chunk_size};
-    if (options.threads > 1 && !finished_) {
-      for (unsigned t = 0; t < options.threads; ++t) workers_.emplace_back([this] { work(); });
+    const std::size_t columns = std::max<std::size_t>(names_.size(), 1);
+    if (plan_.need(threads, columns, chunk_size) > options.memory_budget) {
+      const std::size_t enough = Plan::enough(threads, columns, chunk_size);
+      throw ValueError(
+          enough == 0
+              ? fmt::format("dataset: no memory_budget is enough for {} threads", threads)
+              : fmt::format("dataset: memory_budget {} is too small for {} thread{} ({} is enough)",
+                            options.memory_budget, threads, threads == 1 ? "" : "s", enough));
+    }
+    source_->set_step(plan_.data_step(columns, chunk_size));
+    if (threads > 1 && !finished_) {
+      try {
+        for (unsigned t = 0; t < threads; ++t) workers_.emplace_back([this] { work(); });
+      } catch (...) {  // a thread that could not start: stop and join the others
+        stop_workers();
+        throw;
+      }
     }
   }
   Run(const Run&) = delete;
   Run& operator=(const Run&) = delete;
-  ~Run() {
+  ~Run() { stop_workers(); }
+
+  const std::vector<std::string>& header() const { return names_; }
+
+  /// The next chunk, or nullptr at the end of the file. Chunks are made one at a time from the
+  /// current segment's partials, so a segment's results are never all copied out at once.
+  ChunkResult* next() {
+    for (;;) {
+      while (pending_next_ < pending_.partials.size()) {
+        Partial& partial = pending_.partials[pending_next_];
+        if (building_ && building_chunk_ != partial.chunk) return emit();
+        merge(partial);
+        ++pending_next_;
+      }
+      if (finished_) {
+        if (!reported_end_) {
+          reported_end_ = true;
+          report(file_.size());
+        }
+        return building_ ? emit() : nullptr;
+      }
+      pending_ = SegmentOut{};
+      pending_next_ = 0;
+      bool more;
+      try {
+        more = fetch(pending_);
+      } catch (...) {
+        fail();
+        throw;
+      }
+      if (!more) {
+        finished_ = true;
+      } else if (pending_.error) {
+        const std::exception_ptr error = pending_.error;
+        fail();
+        std::rethrow_exception(error);
+      } else {
+        rows_done_ += pending_.records;
+        report(pending_.end_offset);
+      }
+    }
+  }
+
+ private:
+  void stop_workers() {
     {
       std::lock_guard lock(mutex_);
       stop_ = true;
@@ -863,65 +1052,115 @@ class Run {
     for (auto& w : workers_) w.join();
   }
 
-  const std::vector<std::string>& header() const { return names_; }
-
-  /// The next chunk, or nullopt at the end of the file.
-  ChunkResult* next() {
-    while (ready_.empty()) {
-      if (finished_) {
-        if (!building_) return nullptr;
-        ready_.push_back(std::move(*building_));
-        building_.reset();
-        break;
-      }
-      SegmentOut out;
-      bool more;
-      try {
-        more = fetch(out);
-      } catch (...) {
-        finished_ = true;
-        building_.reset();
-        throw;
-      }
-      if (!more) {
-        finished_ = true;
-        report(file_.size());
-        continue;
-      }
-      if (out.error) {
-        finished_ = true;
-        building_.reset();
-        std::rethrow_exception(out.error);
-      }
-      for (Partial& partial : out.partials) merge(partial);
-      rows_done_ += out.records;
-      report(out.end_offset);
-    }
-    current_ = std::move(ready_.front());
-    ready_.pop_front();
+  ChunkResult* emit() {
+    current_ = std::move(*building_);
+    building_.reset();
     return &current_;
   }
 
- private:
+  void fail() {
+    finished_ = true;
+    reported_end_ = true;
+    building_.reset();
+    pending_ = SegmentOut{};
+    pending_next_ = 0;
+  }
+
+  // A record still open after plan_.max_record bytes: its grammar error if its start has one
+  // (a stray quote opens a quoted section that the next quote may close far away), else the
+  // length error. The same record and message on every thread count.
+  // Whether the carried record is still within plan_.max_record; if not, false when it is
+  // malformed and skipping is allowed (skip_long_record then passes over it), else the error.
+  bool check_record_length(std::uint64_t line, bool may_skip) const {
+    const std::string_view carry = source_->carry();
+    if (carry.size() <= plan_.max_record) return true;
+    if (const auto problem = grammar_problem(carry, options_.delimiter)) {
+      if (may_skip && config_.skip_bad) return false;
+      throw_malformed(carry, *problem, line, may_skip ? "row" : "header");
+    }
+    throw ValueError(
+        fmt::format("dataset: {}:{}: a record longer than {} bytes (memory_budget / 64)",
+                    file_.path(), line, plan_.max_record));
+  }
+
+  [[noreturn]] void throw_malformed(std::string_view record,
+                                    std::pair<std::size_t, const char*> problem, std::uint64_t line,
+                                    const char* what) const {
+    const std::string_view before = record.substr(0, problem.first);
+    const std::size_t line_start = before.rfind('\n');
+    throw ValueError(fmt::format(
+        "dataset: {}:{}:{}: malformed {}: {}", file_.path(),
+        line + static_cast<std::uint64_t>(std::count(before.begin(), before.end(), '\n')),
+        line_start == std::string_view::npos ? problem.first + 1 : problem.first - line_start, what,
+        problem.second));
+  }
+
+  // Passes over a malformed record too long to hold, reading on to its end by the quote rule
+  // a buffer at a time, and makes it the segment `out`: one bad row at `line`.
+  void skip_long_record(SegmentOut& out, std::uint64_t row, std::uint64_t line) {
+    const std::string_view carry = source_->carry();
+    const std::uint64_t start = source_->carry_offset();
+    bool inside = std::count(carry.begin(), carry.end(), '"') % 2 == 1;
+    std::uint64_t lines = static_cast<std::uint64_t>(std::count(carry.begin(), carry.end(), '\n'));
+    std::uint64_t offset = start + carry.size();
+    std::uint64_t end = file_.size();
+    const std::size_t size = plan_.step;
+    auto buffer =
+        std::make_unique_for_overwrite<char[]>(size);  // a thread's own may hold the carry
+    while (offset < end) {
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(size, end - offset));
+      file_.read_at(buffer.get(), n, offset);
+      for (std::size_t i = 0; i < n; ++i) {
+        if (buffer[i] == '"') {
+          inside = !inside;
+        } else if (buffer[i] == '\n') {
+          ++lines;
+          if (!inside) {
+            end = offset + i + 1;
+            break;
+          }
+        }
+      }
+      offset += n;
+    }
+    source_->restart_at(end);  // a record that runs to the end of the file ends there
+    Partial partial{row / config_.chunk_size,          0,     1, end - start,
+                    std::vector<Acc>(config_.columns), {line}};
+    out.partials.push_back(std::move(partial));
+    out.records = 1;
+    out.lines = lines;
+    out.end_offset = end;
+  }
+
   void read_header() {
     Workspace& ws = main_space_;  // the carry stays in it for the first segment
     Segment seg;
     seg.line = 1;
-    while (source_->claim(ws, seg, 1)) {
+    for (;;) {
+      check_record_length(1, false);
+      if (!source_->claim(ws, seg)) break;
       std::size_t consumed = 0;
       const Cut cut = find_cut(seg.data, seg.len);
       if (cut.records == 0 && !seg.eof) {
         source_->advance(seg, 0);
         continue;
       }
-      if (cut.records == 0) {
-        throw ValueError(fmt::format("dataset: {}:1: the header has a quoted field never closed",
-                                     file_.path()));
+      if (cut.records == 0) {  // the whole file is one open record: a stray quote, or worse
+        const std::string_view all(seg.data, seg.real_len);
+        if (const auto problem = grammar_problem(all, options_.delimiter)) {
+          throw_malformed(all, *problem, 1, "header");
+        }
+        throw ValueError(
+            fmt::format("dataset: {}:1: the header has a quoted field never closed", file_.path()));
+      }
+      const std::string_view header(seg.data, cut.end);  // the first record: the header
+      if (const auto problem = grammar_problem(
+              header.substr(0, first_end(seg.data, seg.data + seg.len)), options_.delimiter)) {
+        throw_malformed(header, *problem, 1, "header");
       }
       names_ = parse_header(seg.data, seg.len, options_.delimiter, consumed);
       line_ = 1 + static_cast<std::uint64_t>(std::count(seg.data, seg.data + consumed, '\n'));
-      source_->advance(seg, consumed);
-      header_bytes_ = source_->carry_offset();
+      source_->restart_at(seg.offset + std::min(consumed, seg.real_len));
       return;
     }
     finished_ = true;  // an empty file: no header, no rows
@@ -933,13 +1172,21 @@ class Run {
     if (workers_.empty()) {
       Segment seg;
       if (!parser_) parser_.emplace(config_);
-      if (!source_->claim(main_space_, seg, line_)) return false;
+      if (!check_record_length(line_, true)) {
+        skip_long_record(out, row_, line_);
+        row_ += out.records;
+        line_ += out.lines;
+        return true;
+      }
+      if (!source_->claim(main_space_, seg)) return false;
       if (!seg.eof) {
         // Whole records only: the view ends at its last newline (the parser stops before a
         // record that a quoted newline there leaves open).
         const void* last = ::memrchr(seg.data, '\n', seg.len);
         const std::size_t len =
-            last == nullptr ? 0 : static_cast<std::size_t>(static_cast<const char*>(last) - seg.data) + 1;
+            last == nullptr
+                ? 0
+                : static_cast<std::size_t>(static_cast<const char*>(last) - seg.data) + 1;
         seg.len = len;
         seg.real_len = std::min(seg.real_len, len);
       }
@@ -966,12 +1213,13 @@ class Run {
   void work() {
     Parser parser(config_);
     Workspace ws;
-    const std::uint64_t ahead = 4 * options_.threads;
+    const std::uint64_t ahead = 2 * std::uint64_t{options_.threads};  // results in flight
     for (;;) {
       Segment seg;
       Cut cut;
       std::uint64_t seq;
       SegmentOut out;
+      bool skipped = false;  // a long bad record passed over: `out` is its result
       {
         std::unique_lock lock(mutex_);
         wake_workers_.wait(lock, [&] { return stop_ || done_ || claimed_ - taken_ < ahead; });
@@ -979,24 +1227,31 @@ class Run {
         // Claiming under the lock cuts the file in order; parsing, the bulk of the work, is not.
         seq = claimed_;
         try {
-          if (!source_->claim(ws, seg, line_)) {
+          if (!check_record_length(line_, true)) {
+            skip_long_record(out, row_, line_);
+            row_ += out.records;
+            line_ += out.lines;
+            skipped = true;
+          } else if (!source_->claim(ws, seg)) {
             done_ = true;
             end_seq_ = seq;
             lock.unlock();
             segment_ready_.notify_all();
             return;
+          } else {
+            cut = find_cut(seg.data, seg.len);
+            if (seg.eof && cut.end < seg.len) {
+              cut.end = seg.len;  // the last record, with its quote unclosed: the parser says so
+              ++cut.records;
+              cut.lines =
+                  static_cast<std::uint64_t>(std::count(seg.data, seg.data + seg.len, '\n'));
+            }
+            seg.row = row_;
+            seg.line = line_;
+            source_->advance(seg, cut.end);
+            row_ += cut.records;
+            line_ += cut.lines;
           }
-          cut = find_cut(seg.data, seg.len);
-          if (seg.eof && cut.end < seg.len) {
-            cut.end = seg.len;  // the last record, with its quote unclosed: the parser says so
-            ++cut.records;
-            cut.lines = static_cast<std::uint64_t>(std::count(seg.data, seg.data + seg.len, '\n'));
-          }
-          seg.row = row_;
-          seg.line = line_;
-          source_->advance(seg, cut.end);
-          row_ += cut.records;
-          line_ += cut.lines;
         } catch (...) {
           out.error = std::current_exception();
         }
@@ -1006,16 +1261,17 @@ class Run {
           end_seq_ = seq + 1;
         }
       }
-      if (!out.error) {
+      if (!out.error && !skipped) {
         try {
           Segment mine = seg;
           mine.len = cut.end;
           mine.real_len = std::min(seg.real_len, cut.end);
           parser.run(mine, out);
           if (out.consumed != cut.end) {
-            throw Error(fmt::format("dataset: internal error: parser and cutter disagree at "
-                                    "offset {} of '{}'",
-                                    seg.offset + out.consumed, file_.path()));
+            throw Error(
+                fmt::format("dataset: internal error: parser and cutter disagree at "
+                            "offset {} of '{}'",
+                            seg.offset + out.consumed, file_.path()));
           }
         } catch (...) {
           out.error = std::current_exception();
@@ -1033,11 +1289,7 @@ class Run {
     }
   }
 
-  void merge(Partial& partial) {
-    if (building_ && building_chunk_ != partial.chunk) {
-      ready_.push_back(std::move(*building_));
-      building_.reset();
-    }
+  void merge(const Partial& partial) {
     if (!building_) {
       building_.emplace();
       building_chunk_ = partial.chunk;
@@ -1066,24 +1318,24 @@ class Run {
 
   void report(std::uint64_t offset) {
     if (!options_.progress) return;
-    options_.progress(Progress{offset, file_.size(), rows_done_,
-                               std::chrono::steady_clock::now() - started_});
+    options_.progress(
+        Progress{offset, file_.size(), rows_done_, std::chrono::steady_clock::now() - started_});
   }
 
   File file_;
   ProcessorOptions options_;
   std::chrono::steady_clock::time_point started_;
-  std::size_t step_ = 0, cap_ = 0;
+  Plan plan_;
   std::optional<Source> source_;
   std::vector<std::string> names_;
-  std::uint64_t header_bytes_ = 0;
   Parser::Config config_;
 
   // The iterating thread's state.
-  bool finished_ = false;
+  bool finished_ = false, reported_end_ = false;
+  SegmentOut pending_;            // the segment being turned into chunks
+  std::size_t pending_next_ = 0;  // its first partial not merged yet
   std::optional<ChunkResult> building_;
   std::uint64_t building_chunk_ = 0;
-  std::deque<ChunkResult> ready_;
   ChunkResult current_;
   std::uint64_t rows_done_ = 0;
   std::optional<Parser> parser_;
@@ -1104,7 +1356,8 @@ class Run {
 
 /// The chunks of one file, computed as they are iterated: a C++20 input range of ChunkResult.
 /// Move-only; destroying it stops any worker threads. A malformed row, when raised, is thrown by
-/// the iteration step that reaches it.
+/// the iteration step that reaches the segment holding it (about a MiB of rows), so the chunks
+/// of that segment before the row are not delivered.
 class ChunkRange {
  public:
   class iterator {
@@ -1134,6 +1387,7 @@ class ChunkRange {
 
   /// Starts the iteration; call once (an input range is consumed as it goes).
   iterator begin() {
+    if (!run_) throw ValueError("dataset: this ChunkRange was moved from");
     if (started_) throw ValueError("dataset: a ChunkRange can be iterated only once");
     started_ = true;
     return iterator(run_.get());
@@ -1141,7 +1395,10 @@ class ChunkRange {
   std::default_sentinel_t end() const { return {}; }
 
   /// The file's column names (empty for an empty file).
-  const std::vector<std::string>& header() const { return run_->header(); }
+  const std::vector<std::string>& header() const {
+    if (!run_) throw ValueError("dataset: this ChunkRange was moved from");
+    return run_->header();
+  }
 
  private:
   friend class DatasetProcessor;
@@ -1154,35 +1411,43 @@ class ChunkRange {
 /// numeric column's count, sum, min, max and mean, per chunk of rows and for the whole file.
 class DatasetProcessor {
  public:
-  /// `chunk_size` data rows make one ChunkResult. ValueError on a zero chunk size or thread
-  /// count, or a delimiter that is a quote or a line end.
+  /// `chunk_size` data rows make one ChunkResult. ValueError on a zero chunk size, a thread
+  /// count outside 1 to 256, or a delimiter that is a quote, a line end or a character of
+  /// numbers (a digit, point, sign, e or E).
   explicit DatasetProcessor(std::size_t chunk_size = 10000, ProcessorOptions options = {})
       : chunk_size_(chunk_size), options_(std::move(options)) {
     if (chunk_size_ == 0) throw ValueError("dataset: chunk_size must be at least 1, not 0");
-    if (options_.threads == 0) throw ValueError("dataset: threads must be at least 1, not 0");
+    if (options_.threads == 0 || options_.threads > 256) {
+      throw ValueError(
+          fmt::format("dataset: threads must be between 1 and 256, not {}", options_.threads));
+    }
     const char d = options_.delimiter;
     if (d == '"' || d == '\n' || d == '\r') {
-      throw ValueError(fmt::format("dataset: the delimiter cannot be {}",
-                                   d == '"' ? "a quote" : "a line end"));
+      throw ValueError(
+          fmt::format("dataset: the delimiter cannot be {}", d == '"' ? "a quote" : "a line end"));
     }
     if ((d >= '0' && d <= '9') || d == '.' || d == '+' || d == '-' || d == 'e' || d == 'E') {
-      throw ValueError(fmt::format("dataset: the delimiter cannot be '{}', a character of numbers", d));
+      throw ValueError(
+          fmt::format("dataset: the delimiter cannot be '{}', a character of numbers", d));
     }
   }
 
-  /// Opens `path` and reads its header; the rows are read as the returned range is iterated.
-  /// Error if the file is missing, a directory or unreadable.
+  /// Opens `path` and reads its header; the rows are read as the returned range is iterated
+  /// (with several threads, the workers start at once and read up to two segments each ahead).
+  /// Error if the file is missing, a directory or unreadable; ValueError if the budget is too
+  /// small for the threads.
   ChunkRange process_file(const std::filesystem::path& path) const {
     return ChunkRange(std::make_unique<detail::csv::Run>(path, chunk_size_, options_));
   }
 
   /// Merges the chunks of a range (consumed lazily, one chunk at a time) into the file's totals.
   template <std::ranges::input_range R>
-    requires std::convertible_to<std::ranges::range_reference_t<R>, const ChunkResult&>
-  DatasetSummary aggregate_results(R&& chunks) const {
+  requires std::convertible_to < std::ranges::range_reference_t<R>,
+  const ChunkResult& > DatasetSummary aggregate_results(R&& chunks) const {
     DatasetSummary summary;
     for (const ChunkResult& chunk : chunks) {
-      if (summary.columns.empty()) summary.columns = chunk.columns;
+      if (summary.columns.empty())
+        summary.columns = chunk.columns;
       else {
         for (std::size_t c = 0; c < chunk.columns.size(); ++c) {
           summary.columns[c].merge(chunk.columns[c]);
