@@ -134,12 +134,13 @@ class AdvancedCache {
   template <class X>
   struct SlotOf<Ref<X>> {
     std::variant<Ref<X>, Weak<X>> value;
-    SlotOf(Ref<X> v, bool weak) {
-      if (weak) {
-        value.template emplace<Weak<X>>(v);
-      } else {
-        value.template emplace<Ref<X>>(std::move(v));
-      }
+    // Built holding its alternative, not default-built then emplaced over: emplace's reset of
+    // the old alternative made g++ -O2 with ASan see a Weak read uninitialized (a false positive,
+    // but -Werror).
+    SlotOf(Ref<X> v, bool weak) : value(hold(std::move(v), weak)) {}
+    static std::variant<Ref<X>, Weak<X>> hold(Ref<X> v, bool weak) {
+      if (weak) return std::variant<Ref<X>, Weak<X>>(std::in_place_type<Weak<X>>, v);
+      return std::variant<Ref<X>, Weak<X>>(std::in_place_type<Ref<X>>, std::move(v));
     }
     std::optional<Ref<X>> get() const {
       if (auto* strong = std::get_if<Ref<X>>(&value)) return *strong;
