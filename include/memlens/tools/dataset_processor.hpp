@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <charconv>
@@ -46,7 +45,7 @@
 namespace memlens {
 
 /// How far a DatasetProcessor has come: given to ProcessorOptions::progress after each segment
-/// of the file (about a MiB) and once at the end.
+/// of the file (256 KiB with the default budget) and once at the end.
 struct Progress {
   std::uint64_t bytes_done = 0;        ///< bytes of the file consumed so far
   std::uint64_t bytes_total = 0;       ///< the file's size
@@ -84,6 +83,30 @@ struct ProcessorOptions {
   BadRowAction on_bad_row = BadRowAction::raise;
 };
 
+namespace detail::csv {
+
+/// Adds the numbers of `from` to `into`: ColumnStats and the name-less per-segment Acc alike.
+template <class Into, class From>
+void add_stats(Into& into, const From& from) {
+  into.count += from.count;
+  into.sum += from.sum;
+  into.min = std::min(into.min, from.min);
+  into.max = std::max(into.max, from.max);
+  into.non_numeric += from.non_numeric;
+  into.empty += from.empty;
+}
+
+/// Appends the lines of `more` to `lines` while it holds fewer than ten: the bad rows reported.
+inline void keep_first_ten(std::vector<std::uint64_t>& lines,
+                           const std::vector<std::uint64_t>& more) {
+  for (std::uint64_t line : more) {
+    if (lines.size() >= 10) return;
+    lines.push_back(line);
+  }
+}
+
+}  // namespace detail::csv
+
 /// Statistics of one column over a set of rows, computed without keeping the rows.
 struct ColumnStats {
   std::string name;
@@ -101,14 +124,7 @@ struct ColumnStats {
     return count == 0 ? std::numeric_limits<double>::quiet_NaN() : sum / static_cast<double>(count);
   }
   /// Adds another set of rows' statistics of the same column.
-  void merge(const ColumnStats& other) {
-    count += other.count;
-    sum += other.sum;
-    min = std::min(min, other.min);
-    max = std::max(max, other.max);
-    non_numeric += other.non_numeric;
-    empty += other.empty;
-  }
+  void merge(const ColumnStats& other) { detail::csv::add_stats(*this, other); }
 };
 
 /// The statistics of `chunk_size` consecutive data rows (fewer in the last chunk).
@@ -374,7 +390,7 @@ class Source {
     if (len + 1 > cap_) throw Error("dataset: internal error: a segment larger than its buffer");
     seg.eof = next_off_ + fresh == file_.size();
     seg.offset = carry_off_;
-    if (use_mmap_ && !(seg.eof && needs_newline(seg.eof))) {
+    if (use_mmap_ && !(seg.eof && last_byte_not_newline())) {
       map_window(ws, carry_off_, len);
       seg.data = static_cast<const char*>(ws.map) + (carry_off_ - map_start(carry_off_));
     } else {
@@ -404,8 +420,8 @@ class Source {
  private:
   // Whether the file's last byte is not a newline, so the last segment must be a buffer that
   // can take one more byte.
-  bool needs_newline(bool eof) const {
-    if (!eof || file_.size() == 0) return false;
+  bool last_byte_not_newline() const {
+    if (file_.size() == 0) return false;
     char last = 0;
     file_.read_at(&last, 1, file_.size() - 1);
     return last != '\n';
@@ -1066,11 +1082,10 @@ class Run {
     pending_next_ = 0;
   }
 
-  // A record still open after plan_.max_record bytes: its grammar error if its start has one
-  // (a stray quote opens a quoted section that the next quote may close far away), else the
-  // length error. The same record and message on every thread count.
-  // Whether the carried record is still within plan_.max_record; if not, false when it is
-  // malformed and skipping is allowed (skip_long_record then passes over it), else the error.
+  // Whether the carried record is still within plan_.max_record. A longer one that is malformed
+  // (a stray quote opens a quoted section the next quote may close far away) gives false when
+  // skipping is allowed (skip_long_record then passes over it), else its grammar error; one
+  // that is well-formed gives the length error. The same on every thread count.
   bool check_record_length(std::uint64_t line, bool may_skip) const {
     const std::string_view carry = source_->carry();
     if (carry.size() <= plan_.max_record) return true;
@@ -1301,19 +1316,8 @@ class Run {
     chunk.rows += partial.rows;
     chunk.bytes += partial.bytes;
     chunk.bad_rows += partial.bad_rows;
-    for (std::uint64_t l : partial.bad_lines) {
-      if (chunk.bad_lines.size() < 10) chunk.bad_lines.push_back(l);
-    }
-    for (std::size_t c = 0; c < names_.size(); ++c) {
-      const Acc& a = partial.columns[c];
-      ColumnStats& s = chunk.columns[c];
-      s.count += a.count;
-      s.sum += a.sum;
-      s.min = std::min(s.min, a.min);
-      s.max = std::max(s.max, a.max);
-      s.non_numeric += a.non_numeric;
-      s.empty += a.empty;
-    }
+    keep_first_ten(chunk.bad_lines, partial.bad_lines);
+    for (std::size_t c = 0; c < names_.size(); ++c) add_stats(chunk.columns[c], partial.columns[c]);
   }
 
   void report(std::uint64_t offset) {
@@ -1356,8 +1360,8 @@ class Run {
 
 /// The chunks of one file, computed as they are iterated: a C++20 input range of ChunkResult.
 /// Move-only; destroying it stops any worker threads. A malformed row, when raised, is thrown by
-/// the iteration step that reaches the segment holding it (about a MiB of rows), so the chunks
-/// of that segment before the row are not delivered.
+/// the iteration step that reaches the segment holding it (256 KiB of rows with the default
+/// budget), so the chunks of that segment before the row are not delivered.
 class ChunkRange {
  public:
   class iterator {
@@ -1456,9 +1460,7 @@ class DatasetProcessor {
       summary.rows += chunk.rows;
       summary.bytes += chunk.bytes;
       summary.bad_rows += chunk.bad_rows;
-      for (std::uint64_t line : chunk.bad_lines) {
-        if (summary.bad_lines.size() < 10) summary.bad_lines.push_back(line);
-      }
+      detail::csv::keep_first_ten(summary.bad_lines, chunk.bad_lines);
     }
     return summary;
   }
