@@ -560,6 +560,13 @@ TEST_CASE("DatasetProcessor: a range is iterated once", "[tools][dataset]") {
 TEST_CASE("DatasetProcessor: memory_usage reads the process's resident memory",
           "[tools][dataset]") {
   const DatasetProcessor::MemoryUsage usage = DatasetProcessor().memory_usage();
+  const memlens::ProcessMemory direct = memlens::process_memory();
+  CHECK(direct.peak_rss >= usage.peak_rss);  // the high-water mark never goes down
+  const DatasetProcessor configured(123, options(2, true, 8 << 20));
+  CHECK(configured.chunk_size() == 123);
+  CHECK(configured.options().threads == 2);
+  CHECK(configured.options().use_mmap);
+  CHECK(configured.options().memory_budget == std::size_t{8} << 20);
   CHECK(usage.current_rss > 0);
   CHECK(usage.peak_rss >= usage.current_rss);
   CHECK(usage.anon_rss > 0);
